@@ -1,0 +1,230 @@
+"""Read img2dataset output folders (webdataset, parquet or files format) one shard at a time.
+
+Example:
+    >>> from curate.dataset import open_dataset
+    >>> ds = open_dataset("laion_subset")                      # doctest: +SKIP
+    >>> for sample in ds.samples():                            # doctest: +SKIP
+    ...     print(sample.key, sample.caption, len(sample.image))
+    >>> ds.skipped                                             # doctest: +SKIP
+    [('000000017', 'zero-byte image')]
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Union
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from curate.errors import DataError
+from curate import shard_formats
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+FORMATS = ("webdataset", "parquet", "files")
+_SHARD_NAME = re.compile(r"^(\d+)$")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image-caption pair as img2dataset stored it."""
+
+    key: str
+    image: bytes
+    image_ext: str
+    caption: str
+    captions: list
+    meta: dict
+    shard: str
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A sample (or the rest of a shard) that could not be read, and why."""
+
+    key: str
+    reason: str
+    shard: str
+
+
+@dataclass
+class Dataset:
+    """An img2dataset output folder. Iterate with `samples()`; bad samples land in `skipped`."""
+
+    path: Path
+    format: str
+    shards: list
+    skipped: list = field(default_factory=list)
+
+    def samples(self, keys: Iterable[str] | None = None, verify_images: bool = True) -> Iterator[Sample]:
+        """Stream samples shard by shard; unreadable ones are recorded in `self.skipped`, not yielded."""
+        for record in self.records(keys=keys, verify_images=verify_images):
+            if isinstance(record, Unreadable):
+                self.skipped.append((record.key, record.reason))
+            else:
+                yield record
+
+    def records(self, keys: Iterable[str] | None = None, verify_images: bool = True) -> Iterator[Union[Sample, Unreadable]]:
+        """Stream every sample and every unreadable entry, in shard order. Duplicate keys count as unreadable."""
+        wanted = set(keys) if keys is not None else None
+        seen: dict[str, str] = {}
+        for shard in self.shards:
+            for record in self.shard_records(shard, verify_images=verify_images):
+                if wanted is not None and record.key not in wanted:
+                    continue
+                if isinstance(record, Sample):
+                    if record.key in seen:
+                        yield Unreadable(record.key, f"duplicate key (first seen in shard {seen[record.key]})", shard)
+                        continue
+                    seen[record.key] = shard
+                yield record
+
+    def shard_records(self, shard: str, verify_images: bool = True) -> Iterator[Union[Sample, Unreadable]]:
+        """One shard's samples and unreadable entries; keys that the metadata lists but the shard lacks count too."""
+        listed = self.listed_success_keys(shard)
+        found = set()
+        shard_problem = ""
+        for raw in shard_formats.read_shard(self.path, self.format, shard):
+            if raw.key is None:
+                shard_problem = raw.problem
+                continue
+            found.add(raw.key)
+            yield _to_record(raw, shard, verify_images)
+        missing = sorted(listed - found)
+        for key in missing:
+            because = f": {shard_problem}" if shard_problem else ""
+            yield Unreadable(key, f"listed as downloaded in {shard}.parquet but missing from the shard{because}", shard)
+        if shard_problem and not missing:
+            yield Unreadable(f"{shard} (shard)", shard_problem, shard)
+
+    def metadata(self, shard: str):
+        """The shard's NNNNN.parquet as a pyarrow Table, without image bytes (None if the file is absent)."""
+        path = self.path / f"{shard}.parquet"
+        if not path.exists():
+            return None
+        try:
+            schema = pq.read_schema(path)
+            columns = [name for name in schema.names if name not in IMAGE_EXTENSIONS]
+            return pq.read_table(path, columns=columns)
+        except Exception as error:  # pyarrow raises several types for damaged files
+            raise DataError(f"{path}: cannot read the metadata parquet ({error}); re-download this shard") from None
+
+    def listed_success_keys(self, shard: str) -> set:
+        table = self.metadata(shard)
+        if table is None or "key" not in table.column_names or "status" not in table.column_names:
+            return set()
+        return {k for k, s in zip(table.column("key").to_pylist(), table.column("status").to_pylist()) if s == "success"}
+
+    def stats(self, shard: str) -> dict:
+        """The shard's NNNNN_stats.json as img2dataset wrote it ({} if absent or unreadable)."""
+        path = self.path / f"{shard}_stats.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+def open_dataset(path: Union[str, Path]) -> Dataset:
+    """Open an img2dataset output folder, detecting its format from the files in it."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such folder; give the img2dataset output folder (e.g. --data laion_subset)")
+    if not path.is_dir():
+        raise DataError(f"{path}: not a folder; give the img2dataset output folder, not a file in it")
+    names = sorted(p.name for p in path.iterdir())
+    if not names:
+        raise DataError(f"{path}: the folder is empty; run img2dataset (or `python cli.py demo-data`) into it first")
+    fmt, shards = detect_format(path, names)
+    return Dataset(path=path, format=fmt, shards=shards)
+
+
+def detect_format(path: Path, names: list) -> tuple:
+    tars = [n[:-4] for n in names if n.endswith(".tar") and _SHARD_NAME.match(n[:-4])]
+    if tars:
+        return "webdataset", tars
+    folders = [n for n in names if _SHARD_NAME.match(n) and (path / n).is_dir()]
+    if folders:
+        return "files", folders
+    parquets = [n[:-8] for n in names if n.endswith(".parquet") and _SHARD_NAME.match(n[:-8])]
+    with_images = [s for s in parquets if _parquet_has_images(path / f"{s}.parquet")]
+    if with_images:
+        return "parquet", with_images
+    if parquets:
+        raise DataError(
+            f"{path}: has metadata parquets but no images (no NNNNN.tar, NNNNN/ or image column); "
+            "did img2dataset download anything? check the NNNNN_stats.json files"
+        )
+    raise DataError(
+        f"{path}: not an img2dataset output folder (expected NNNNN.tar, NNNNN/ or NNNNN.parquet shards)"
+    )
+
+
+def _parquet_has_images(path: Path) -> bool:
+    try:
+        return any(name in IMAGE_EXTENSIONS for name in pq.read_schema(path).names)
+    except Exception:
+        raise DataError(f"{path}: not a readable parquet file; re-download this shard or remove it") from None
+
+
+def _to_record(raw: "shard_formats.RawSample", shard: str, verify_images: bool) -> Union[Sample, Unreadable]:
+    if raw.problem:
+        return Unreadable(raw.key, raw.problem, shard)
+    if raw.image is None:
+        return Unreadable(raw.key, "no image file", shard)
+    if len(raw.image) == 0:
+        return Unreadable(raw.key, "zero-byte image", shard)
+    if verify_images and not image_is_decodable(raw.image):
+        return Unreadable(raw.key, "corrupt image (cannot be decoded)", shard)
+    if raw.caption is None:
+        return Unreadable(raw.key, "missing caption (.txt)", shard)
+    try:
+        caption = raw.caption.decode("utf-8") if isinstance(raw.caption, bytes) else raw.caption
+    except UnicodeDecodeError:
+        return Unreadable(raw.key, "caption is not valid UTF-8", shard)
+    try:
+        meta = parse_meta(raw.meta)
+    except ValueError as error:
+        return Unreadable(raw.key, f"unreadable json ({error})", shard)
+    return Sample(
+        key=raw.key,
+        image=raw.image,
+        image_ext=raw.image_ext,
+        caption=caption,
+        captions=caption_list(caption, meta.get("captions")),
+        meta=meta,
+        shard=shard,
+    )
+
+
+def image_is_decodable(data: bytes) -> bool:
+    """Fully decode the image: header checks alone miss truncated JPEG data."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+        return True
+    except Exception:  # PIL raises many types for damaged files
+        return False
+
+
+def parse_meta(meta) -> dict:
+    if meta is None:
+        return {}
+    if isinstance(meta, dict):
+        return meta
+    text = meta.decode("utf-8") if isinstance(meta, bytes) else meta
+    parsed = json.loads(text)
+    if not isinstance(parsed, dict):
+        raise ValueError("not a JSON object")
+    return parsed
+
+
+def caption_list(primary: str, extra) -> list:
+    """All captions of a sample, the primary one first, each once."""
+    captions = [primary]
+    if isinstance(extra, (list, tuple)):
+        captions += [c for c in extra if isinstance(c, str) and c.strip() and c != primary]
+    return list(dict.fromkeys(captions))

@@ -1,0 +1,203 @@
+"""Write a filtered or caption-changed copy of an img2dataset folder, in the input's own format.
+
+Image bytes are copied unchanged; keys and metadata columns are kept; each shard's NNNNN.parquet and
+NNNNN_stats.json are rewritten to describe what the shard now holds; `manifest.parquet` gets one row
+per input key. The copy is built under a temporary folder name and renamed into place at the end.
+
+Example:
+    >>> from curate.dataset import open_dataset
+    >>> from curate.writer import write_dataset, Keep, Remove
+    >>> ds = open_dataset("laion_subset")                                           # doctest: +SKIP
+    >>> decide = lambda s: Remove("one-word caption") if len(s.caption.split()) < 2 else Keep()
+    >>> write_dataset(ds, "laion_subset.clean", decide).counts                      # doctest: +SKIP
+    {'kept': 6950, 'removed': 41, 'changed': 0, 'unreadable': 3}
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+from tqdm import tqdm
+
+from curate import manifest as manifest_io
+from curate.dataset import Dataset, Sample, Unreadable
+from curate.errors import UsageError
+from curate.shard_formats import (
+    FilesShardWriter,
+    ParquetShardWriter,
+    TarShardWriter,
+    temporary_name,
+    write_parquet_atomic,
+)
+import json
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Keep the sample; optionally with a new primary caption, a caption list, or extra metadata."""
+
+    caption: Optional[str] = None
+    captions: Optional[list] = None
+    meta_update: Optional[dict] = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Remove:
+    reason: str
+
+
+Decision = Union[Keep, Remove]
+
+
+@dataclass
+class WriteResult:
+    path: Path
+    counts: dict
+    manifest_path: Path
+    seconds: float
+    shard_counts: dict = field(default_factory=dict)
+
+
+def write_dataset(
+    dataset: Dataset,
+    out: Union[str, Path],
+    decide: Callable[[Sample], Decision],
+    overwrite: bool = False,
+    progress: bool = True,
+    extra_files: Optional[dict] = None,
+) -> WriteResult:
+    """Copy `dataset` to `out` in the same format, applying `decide` to every readable sample.
+
+    `extra_files` maps file names to bytes written beside the shards (a recipe, a README).
+    """
+    out = Path(out)
+    if out.resolve() == dataset.path.resolve():
+        raise UsageError(f"{out}: the output folder must differ from the input folder")
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out}: already exists; remove it or pass --overwrite")
+    started = time.time()
+    staging = temporary_name(out)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    rows: list = []
+    shard_counts: dict = {}
+    try:
+        bar = tqdm(dataset.shards, desc=f"writing {out.name}", unit="shard", disable=not progress)
+        for shard in bar:
+            shard_rows = _write_shard(dataset, shard, staging, decide)
+            shard_counts[shard] = manifest_io.count_actions(shard_rows)
+            rows += shard_rows
+        manifest_path = manifest_io.write_manifest(rows, staging)
+        for name, data in (extra_files or {}).items():
+            (staging / name).write_bytes(data)
+        _replace_folder(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return WriteResult(
+        path=out,
+        counts=manifest_io.count_actions(rows),
+        manifest_path=out / manifest_path.name,
+        seconds=time.time() - started,
+        shard_counts=shard_counts,
+    )
+
+
+def _replace_folder(staging: Path, out: Path) -> None:
+    if out.exists():
+        old = temporary_name(out).with_name(temporary_name(out).name + "-old")
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(out)
+
+
+def _write_shard(dataset: Dataset, shard: str, staging: Path, decide) -> list:
+    started = time.time()
+    metadata = dataset.metadata(shard)
+    schema = metadata.schema if metadata is not None else None
+    writer = _shard_writer(dataset.format, staging, shard, schema)
+    manifest_rows, meta_rows = [], []
+    try:
+        for record in dataset.shard_records(shard):
+            if isinstance(record, Unreadable):
+                manifest_rows.append(manifest_io.row(record.key, shard, "unreadable", record.reason))
+                continue
+            decision = decide(record)
+            if isinstance(decision, Remove):
+                manifest_rows.append(manifest_io.row(record.key, shard, "removed", decision.reason))
+                continue
+            caption, meta, changed = apply_keep(record, decision)
+            writer.write(record.key, record.image, record.image_ext, caption, meta)
+            meta_rows.append(meta)
+            action = "changed" if changed else "kept"
+            manifest_rows.append(manifest_io.row(record.key, shard, action, decision.reason))
+    except BaseException:
+        writer.abort()
+        raise
+    failed_rows = _failed_download_rows(metadata)
+    if isinstance(writer, ParquetShardWriter):
+        writer.add_rows(failed_rows)
+    else:
+        write_parquet_atomic(meta_rows + failed_rows, schema, staging / f"{shard}.parquet")
+    writer.close()
+    _write_stats(staging, shard, len(meta_rows), failed_rows, started)
+    return manifest_rows
+
+
+def _shard_writer(fmt: str, root: Path, shard: str, schema):
+    if fmt == "webdataset":
+        return TarShardWriter(root, shard)
+    if fmt == "files":
+        return FilesShardWriter(root, shard)
+    return ParquetShardWriter(root, shard, schema)
+
+
+def apply_keep(sample: Sample, decision: Keep) -> tuple:
+    """The caption and metadata to write, and whether they differ from the input's."""
+    meta = dict(sample.meta)
+    caption = sample.caption if decision.caption is None else decision.caption
+    if caption != sample.caption and "caption" in meta:
+        meta["caption"] = caption
+    if decision.captions is not None:
+        meta["captions"] = list(dict.fromkeys([caption] + list(decision.captions)))
+    if decision.meta_update:
+        meta.update(decision.meta_update)
+    return caption, meta, caption != sample.caption or meta != sample.meta
+
+
+def _failed_download_rows(metadata) -> list:
+    """Rows of urls img2dataset failed to fetch: kept so the output's metadata tells the whole story."""
+    if metadata is None or "status" not in metadata.column_names:
+        return []
+    return [row for row in metadata.to_pylist() if row.get("status") != "success"]
+
+
+def _write_stats(root: Path, shard: str, successes: int, failed_rows: list, started: float) -> None:
+    failed_download = sum(1 for r in failed_rows if r.get("status") == "failed_to_download")
+    failed_resize = sum(1 for r in failed_rows if r.get("status") == "failed_to_resize")
+    status_dict = {"success": successes} if successes else {}
+    for r in failed_rows:
+        reason = r.get("error_message") or r.get("status")
+        status_dict[reason] = status_dict.get(reason, 0) + 1
+    ended = time.time()
+    stats = {
+        "count": successes + len(failed_rows),
+        "successes": successes,
+        "failed_to_download": failed_download,
+        "failed_to_resize": failed_resize,
+        "duration": ended - started,
+        "start_time": started,
+        "end_time": ended,
+        "status_dict": status_dict,
+    }
+    final = root / f"{shard}_stats.json"
+    tmp = temporary_name(final)
+    tmp.write_text(json.dumps(stats, indent=4))
+    tmp.replace(final)
