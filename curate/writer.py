@@ -70,10 +70,12 @@ def write_dataset(
     overwrite: bool = False,
     progress: bool = True,
     extra_files: Optional[dict] = None,
+    verify_images: bool = True,
 ) -> WriteResult:
     """Copy `dataset` to `out` in the same format, applying `decide` to every readable sample.
 
     `extra_files` maps file names to bytes written beside the shards (a recipe, a README).
+    `verify_images=False` skips decoding each image: faster, but a corrupt image is copied as it is.
     """
     out = Path(out)
     if out.resolve() == dataset.path.resolve():
@@ -89,7 +91,7 @@ def write_dataset(
     try:
         bar = tqdm(dataset.shards, desc=f"writing {out.name}", unit="shard", disable=not progress)
         for shard in bar:
-            shard_rows = _write_shard(dataset, shard, staging, decide)
+            shard_rows = _write_shard(dataset, shard, staging, decide, verify_images)
             shard_counts[shard] = manifest_io.count_actions(shard_rows)
             rows += shard_rows
         manifest_path = manifest_io.write_manifest(rows, staging)
@@ -118,14 +120,14 @@ def _replace_folder(staging: Path, out: Path) -> None:
         staging.rename(out)
 
 
-def _write_shard(dataset: Dataset, shard: str, staging: Path, decide) -> list:
+def _write_shard(dataset: Dataset, shard: str, staging: Path, decide, verify_images: bool) -> list:
     started = time.time()
     metadata = dataset.metadata(shard)
     schema = metadata.schema if metadata is not None else None
     writer = _shard_writer(dataset.format, staging, shard, schema)
     manifest_rows, meta_rows = [], []
     try:
-        for record in dataset.shard_records(shard):
+        for record in dataset.shard_records(shard, verify_images=verify_images):
             if isinstance(record, Unreadable):
                 manifest_rows.append(manifest_io.row(record.key, shard, "unreadable", record.reason))
                 continue

@@ -1,0 +1,39 @@
+"""How well a suspicion score finds known-bad pairs: AUROC, precision and recall among the top fraction.
+
+Example:
+    >>> from curate.detection import detection_metrics
+    >>> detection_metrics([0.9, 0.8, 0.1, 0.2], [True, False, False, False], top_frac=0.25)
+    {'auroc': 1.0, 'precision': 1.0, 'recall': 1.0, 'flagged': 1, 'positives': 1}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+
+def top_fraction_mask(scores, top_frac: float) -> np.ndarray:
+    """The ceil(top_frac * n) highest scores; ties broken by position so the count is exact."""
+    scores = np.asarray(scores, dtype=float)
+    count = int(np.ceil(top_frac * len(scores))) if top_frac > 0 else 0
+    mask = np.zeros(len(scores), dtype=bool)
+    if count:
+        mask[np.argsort(-scores, kind="stable")[:count]] = True
+    return mask
+
+
+def detection_metrics(scores, labels, top_frac: float) -> dict:
+    """AUROC of `scores` (higher = more suspect) against boolean `labels`, and precision/recall at top_frac."""
+    scores = np.asarray(scores, dtype=float)
+    labels = np.asarray(labels, dtype=bool)
+    flagged = top_fraction_mask(scores, top_frac)
+    positives = int(labels.sum())
+    hits = int((flagged & labels).sum())
+    auroc = float(roc_auc_score(labels, scores)) if 0 < positives < len(labels) else float("nan")
+    return {
+        "auroc": round(auroc, 4),
+        "precision": round(hits / max(int(flagged.sum()), 1), 4),
+        "recall": round(hits / max(positives, 1), 4),
+        "flagged": int(flagged.sum()),
+        "positives": positives,
+    }
