@@ -1,0 +1,42 @@
+"""Shared fixtures: small synthetic datasets built through the real demo-data path.
+
+Each dataset is made the way `python cli.py demo-data --source synthetic` makes it (staging folder,
+url parquet, local HTTP server, img2dataset), once per test session and set of arguments. Treat the
+folders as read-only: other tests share them; write outputs to your own tmp_path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curate.demo import build_demo
+
+
+@pytest.fixture(scope="session")
+def make_synthetic(tmp_path_factory):
+    """Factory: make_synthetic(n=300, fmt="webdataset", inject=0.05, seed=0, image_size=64) -> Path.
+
+    Builds are cached per session by their arguments, so asking twice costs nothing.
+    """
+    built: dict = {}
+
+    def make(n: int = 300, fmt: str = "webdataset", inject: float = 0.05, seed: int = 0,
+             image_size: int = 64) -> Path:
+        arguments = (n, fmt, inject, seed, image_size)
+        if arguments not in built:
+            out = tmp_path_factory.mktemp("synthetic") / f"{fmt}_n{n}_seed{seed}"
+            built[arguments] = build_demo(
+                out, n=n, image_size=image_size, seed=seed, inject_swaps=inject, source="synthetic",
+                output_format=fmt, processes=1, progress=False,
+            )
+        return built[arguments]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(make_synthetic) -> Path:
+    """300 synthetic shapes, 64 px, 5% of captions swapped across categories, webdataset format."""
+    return make_synthetic(300, "webdataset", 0.05, 0)
