@@ -1,0 +1,105 @@
+"""From per-key measurements to the scores table: every score, lint, the flagged set and its reasons.
+
+Example:
+    >>> from curate.flagging import select_flagged
+    >>> import pandas as pd
+    >>> select_flagged(pd.DataFrame({"score": [0.1, 0.9, 0.5, 0.2], "lint": ["", "", "", "empty"]}), 0.25, None).tolist()
+    [False, True, False, True]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from curate.detection import detection_metrics, top_fraction_mask
+from curate.lint import caption_repeats, is_severe, lint_captions
+from curate.scores import RANKINGS, add_rankings, minmax
+
+# A measurement in its own top tenth is worth naming as a reason.
+REASON_PERCENTILE = 0.9
+REPEAT_SPLIT = 3
+
+
+def build_scores_table(table, scored: list, measures: pd.DataFrame, csl: np.ndarray, method: str, seed: int,
+                       pretrained_cosine: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per scored key with every score; `score` is `method`'s ranking scaled to [0, 1]."""
+    primary = [captions[0] for captions in table.captions]
+    repeats_all = dict(zip(table.keys, caption_repeats(primary)))
+    lint_all = dict(zip(table.keys, lint_captions(primary)))
+    rows = table.rows(scored).tolist()
+    frame = measures.copy()
+    frame.insert(1, "caption", [primary[r] for r in rows])
+    frame["clipmem"] = minmax(frame["clipmem_raw"])
+    frame["clipscore"] = pretrained_cosine if pretrained_cosine is not None else frame["align_g"]
+    frame["csl"] = csl
+    frame["random"] = np.random.default_rng(seed).random(len(frame))
+    frame["caption_repeats"] = [repeats_all[k] for k in scored]
+    frame["lint"] = ["; ".join(lint_all[k]) for k in scored]
+    for field in ("category", "injected", "original_caption"):
+        values = [table.meta[r].get(field) for r in rows]
+        if any(v is not None for v in values):
+            frame[field] = values
+    if "injected" in frame:
+        frame["injected"] = frame["injected"].fillna(False).astype(bool)
+    add_rankings(frame)
+    frame["score"] = minmax(frame[f"rank_{method}"])
+    return frame
+
+
+def select_flagged(frame: pd.DataFrame, top_frac: float | None, threshold: float | None) -> pd.Series:
+    """Top fraction (or score >= threshold) of the ranking, plus captions lint finds useless on their own."""
+    if threshold is not None:
+        by_score = frame["score"].to_numpy() >= threshold
+    else:
+        by_score = top_fraction_mask(frame["score"].to_numpy(), top_frac or 0.0)
+    severe = frame["lint"].map(lambda text: is_severe(text.split("; ")) if text else False).to_numpy()
+    return pd.Series(by_score | severe, index=frame.index)
+
+
+def reasons(frame: pd.DataFrame) -> pd.Series:
+    """Why each row looks suspect: the measurements in their own top tenth, and lint findings."""
+    checks = [
+        ("high memorization (CLIPMem {:.2f})", frame["clipmem"], frame["clipmem_raw"].rank(pct=True)),
+        ("low held-out alignment ({:.3f})", frame["clipscore"], (-frame["clipscore"]).rank(pct=True)),
+        ("high cumulative training loss ({:.1f})", frame["csl"], frame["csl"].rank(pct=True)),
+    ]
+    texts = []
+    for i in range(len(frame)):
+        found = [label.format(values.iloc[i]) for label, values, pct in checks if pct.iloc[i] >= REASON_PERCENTILE]
+        if frame["lint"].iloc[i]:
+            found.append(f"caption lint: {frame['lint'].iloc[i]}")
+        if not found:
+            found.append(f"high combined suspicion (score {frame['score'].iloc[i]:.2f})")
+        texts.append("; ".join(found))
+    return pd.Series(texts, index=frame.index)
+
+
+def detection_report(frame: pd.DataFrame, top_frac: float) -> dict:
+    """AUROC / precision / recall of every ranking against injected swaps, overall and by caption repetition."""
+    if "injected" not in frame or not frame["injected"].any():
+        return {}
+    report = {}
+    rare = frame["caption_repeats"] < REPEAT_SPLIT
+    for name in RANKINGS:
+        column = f"rank_{name}"
+        if column not in frame or frame[column].isna().all():
+            continue
+        values = frame[column].fillna(frame[column].min())
+        entry = detection_metrics(values, frame["injected"], top_frac)
+        for label, mask in ((f"captions_seen_lt_{REPEAT_SPLIT}", rare), (f"captions_seen_ge_{REPEAT_SPLIT}", ~rare)):
+            if 0 < frame.loc[mask, "injected"].sum() < mask.sum():
+                entry[f"auroc_{label}"] = detection_metrics(values[mask], frame.loc[mask, "injected"], top_frac)["auroc"]
+        report[name] = entry
+    return report
+
+
+def modality_means(frame: pd.DataFrame) -> dict:
+    """Mean image-side and text-side memorization, overall and for injected against clean pairs."""
+    means = {"image_mem": float(frame["image_mem"].mean()), "text_mem": float(np.nanmean(frame["text_mem"]))}
+    if "injected" in frame and frame["injected"].any():
+        for label, mask in (("injected", frame["injected"]), ("clean", ~frame["injected"])):
+            means[f"clipmem_{label}"] = float(frame.loc[mask, "clipmem"].mean())
+            means[f"image_mem_{label}"] = float(frame.loc[mask, "image_mem"].mean())
+            means[f"text_mem_{label}"] = float(np.nanmean(frame.loc[mask, "text_mem"]))
+    return means
