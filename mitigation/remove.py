@@ -1,0 +1,158 @@
+"""`remove`: drop the top-ranked samples of the `flag` command's scores, by count, fraction or threshold.
+
+The scores table (`DIR.clipmem/scores.parquet` beside the dataset unless given) has one row per key;
+`--by` picks the ranking column. Every ranking puts the most suspect first: high CLIPMem, high
+cumulative loss, high default score, and LOW held-out alignment (`clipscore`, removed lowest first
+as CLIP-score filtering does). The paper's finding: removing the ~100 most memorized pairs helps,
+removing thousands hurts.
+
+Example:
+    >>> from curate.dataset import open_dataset
+    >>> from mitigation.base import Options
+    >>> step = remove_top_scored(open_dataset("laion_subset"), Options(count=100, by="clipmem"))  # doctest: +SKIP
+    >>> step.options["cutoff"]                                                                     # doctest: +SKIP
+    0.83
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from curate.dataset import Dataset, Sample
+from curate.errors import DataError, UsageError
+from curate.writer import Keep, Remove
+from mitigation.base import Options, Step, count
+
+# --by name -> (scores column, True when a HIGH value is suspect)
+RANKINGS = {
+    "default": ("score", True),
+    "clipmem": ("clipmem", True),
+    "clipscore": ("clipscore", False),
+    "csl": ("csl", True),
+    "random": ("random", True),
+}
+SCORES_FOLDER_SUFFIX = ".clipmem"
+SCORES_NAME = "scores.parquet"
+
+
+def default_scores_path(data_dir) -> Path:
+    """`laion_subset` -> `laion_subset.clipmem/scores.parquet`, where `flag` writes it.
+
+    >>> str(default_scores_path("data/laion_subset/"))
+    'data/laion_subset.clipmem/scores.parquet'
+    """
+    data_dir = Path(data_dir)
+    return data_dir.with_name(data_dir.name + SCORES_FOLDER_SUFFIX) / SCORES_NAME
+
+
+def load_scores(path, data_dir, column: str) -> pd.Series:
+    """The `column` of the scores table indexed by key (str); UsageError/DataError name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no scores file; run `python cli.py flag --data {data_dir}` first (or give --scores PATH)")
+    try:
+        table = pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises several types for damaged files
+        raise DataError(f"{path}: cannot read the scores table ({error}); rerun `python cli.py flag --data {data_dir}`") from None
+    missing = [name for name in ("key", column) if name not in table.columns]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(missing)} (has {', '.join(map(str, table.columns))}); "
+                        f"rerun `python cli.py flag --data {data_dir}` or choose another --by")
+    keys = table["key"].astype(str)
+    if keys.duplicated().any():
+        raise DataError(f"{path}: key {keys[keys.duplicated()].iloc[0]} appears more than once; rerun flag")
+    values = pd.to_numeric(table[column], errors="coerce")
+    values.index = keys
+    if values.notna().sum() == 0:
+        raise DataError(f"{path}: column {column} has no values; flag did not compute it, choose another --by")
+    return values
+
+
+def dataset_keys(dataset: Dataset) -> set:
+    """Keys of the dataset's downloaded samples, from the shard metadata where it lists them."""
+    keys: set = set()
+    for shard in dataset.shards:
+        listed = dataset.listed_success_keys(shard)
+        if not listed:
+            listed = {record.key for record in dataset.shard_records(shard, verify_images=False)}
+        keys |= listed
+    return keys
+
+
+def select_removals(values: pd.Series, high_is_suspect: bool, count_: int | None = None,
+                    frac: float | None = None, threshold: float | None = None) -> pd.Series:
+    """The removed keys' scores, most suspect first. Ties break by key, so reruns remove the same keys.
+
+    >>> scores = pd.Series([0.9, 0.1, 0.5], index=["a", "b", "c"])
+    >>> list(select_removals(scores, True, count_=2).index), list(select_removals(scores, False, threshold=0.5).index)
+    (['a', 'c'], ['b', 'c'])
+    """
+    ranked = pd.DataFrame({"key": values.index, "value": values.to_numpy()}).dropna()
+    ranked = ranked.sort_values(["value", "key"], ascending=[not high_is_suspect, True], kind="mergesort")
+    if threshold is not None:
+        beyond = ranked.value >= threshold if high_is_suspect else ranked.value <= threshold
+        ranked = ranked[beyond]
+    else:
+        ranked = ranked.head(count_ if count_ is not None else int(round(frac * len(values))))
+    return pd.Series(ranked.value.to_numpy(), index=ranked.key.to_numpy())
+
+
+def check_amount(options: Options) -> None:
+    given = [name for name in ("count", "frac", "threshold") if getattr(options, name) is not None]
+    if len(given) != 1:
+        what = "none" if not given else " and ".join(f"--{name}" for name in given)
+        raise UsageError(f"remove needs exactly one of --count N, --frac F or --threshold T (got {what})")
+    if options.count is not None and options.count < 0:
+        raise UsageError(f"--count must be 0 or more, got {options.count}")
+    if options.frac is not None and not 0 <= options.frac <= 1:
+        raise UsageError(f"--frac must be between 0 and 1, got {options.frac}")
+    if options.threshold is not None and not math.isfinite(options.threshold):
+        raise UsageError(f"--threshold must be a finite number, got {options.threshold}")
+    if options.by not in RANKINGS:
+        raise UsageError(f"--by {options.by}: unknown ranking; choose one of {', '.join(RANKINGS)}")
+
+
+def _describe(options: Options, column: str, high_is_suspect: bool) -> str:
+    if options.threshold is not None:
+        return f"{column} {'>=' if high_is_suspect else '<='} {options.threshold:g}"
+    amount = options.count if options.count is not None else f"{options.frac:g} of the data"
+    return f"{'top' if high_is_suspect else 'bottom'} {amount} by {column}"
+
+
+def remove_top_scored(dataset: Dataset, options: Options) -> Step:
+    """Drop the most suspect samples by `options.by`; exactly one of count, frac, threshold is set."""
+    check_amount(options)
+    column, high_is_suspect = RANKINGS[options.by]
+    scores_path = Path(options.scores) if options.scores else default_scores_path(dataset.path)
+    values = load_scores(scores_path, dataset.path, column)
+    keys = dataset_keys(dataset)
+    unscored = keys - set(values.index)
+    if keys and len(unscored) > len(keys) / 2:
+        raise DataError(f"{scores_path}: {len(unscored)} of {len(keys)} keys of {dataset.path} have no score "
+                        f"(e.g. {min(unscored)}); these scores come from another dataset: "
+                        f"run `python cli.py flag --data {dataset.path}` or give the right --scores")
+    removals = select_removals(values[values.index.isin(keys)], high_is_suspect, options.count, options.frac, options.threshold)
+    rule = _describe(options, column, high_is_suspect)
+    step = Step(
+        "remove",
+        options={"by": options.by, "column": column, "ascending": not high_is_suspect, "count": options.count,
+                 "frac": options.frac, "threshold": options.threshold, "scores": str(scores_path),
+                 "rule": rule, "cutoff": float(removals.iloc[-1]) if len(removals) else None},
+    )
+    removed = removals.to_dict()
+    scored = set(values.index)
+
+    def decide(sample: Sample):
+        if sample.key in removed:
+            count(step, "removed")
+            return Remove(f"{rule} ({removed[sample.key]:.4g})")
+        if sample.key not in scored:
+            raise DataError(f"{scores_path}: no score for key {sample.key} of {dataset.path}; the scores come from "
+                            f"another version of the data: rerun `python cli.py flag --data {dataset.path}`")
+        return Keep()
+
+    step.decide = decide
+    return step

@@ -1,0 +1,145 @@
+"""Mitigation strategies by name, and `mitigate()`, which writes a mitigated copy of a dataset.
+
+Each strategy is one function `prepare(dataset, options) -> Step` in its own module, chosen by name
+from STRATEGIES (as DataComp's apply_filter chooses filters). Several combine: `remove,text-aug`
+drops the flagged samples and augments the captions of the rest. Steps run in the registry's order
+(removal first, so no work is spent on samples that go), whatever order the names are given in.
+
+Example:
+    >>> from mitigation.strategies import mitigate
+    >>> from mitigation.base import Options
+    >>> result = mitigate("laion_subset", "remove,text-aug", Options(count=100, by="clipmem"))  # doctest: +SKIP
+    >>> result.path, result.counts                                                           # doctest: +SKIP
+    (PosixPath('laion_subset.remove+text-aug'), {'kept': 12, 'changed': 6888, 'removed': 100, 'unreadable': 0})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from curate.dataset import open_dataset
+from curate.errors import UsageError
+from curate.writer import write_dataset
+from mitigation import recipe as recipe_io
+from mitigation.base import Options, Step, combine
+from mitigation.expand import EXPANDED_SUFFIX, ExpandResult, expand_captions
+from mitigation.multi_caption import gather_captions
+from mitigation.remove import remove_top_scored
+from mitigation.text_aug_strategy import augment_text
+from mitigation.training_time import add_text_noise, augment_images
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    prepare: Callable[..., Step]
+    options: tuple  # the Options fields it reads
+    help: str
+
+
+STRATEGIES = {
+    s.name: s
+    for s in (
+        Strategy("remove", remove_top_scored, ("scores", "by", "count", "frac", "threshold"),
+                 "drop the top-ranked samples of the flag scores (--count/--frac/--threshold, --by)"),
+        Strategy("multi-caption", gather_captions, ("caption_fields", "min_captions", "seed"),
+                 "all captions the data has per image (captions, title, description, keywords, --caption-fields)"),
+        Strategy("text-aug", augment_text, ("n_aug", "seed", "paraphrase_model", "paraphrase_n", "paraphrase_prefix"),
+                 "--n-aug EDA augmentations per caption (optionally paraphrases) added to the json captions"),
+        Strategy("text-noise", add_text_noise, ("sigma",),
+                 "training-time Gaussian noise on text embeddings (--sigma); data unchanged"),
+        Strategy("image-aug", augment_images, (),
+                 "training-time image augmentation; data unchanged"),
+    )
+}
+GENERAL_OPTIONS = {"progress"}
+
+
+@dataclass
+class MitigationResult:
+    path: Path
+    counts: dict
+    manifest_path: Path
+    recipe_path: Path
+    recipe: dict
+    expanded: Optional[ExpandResult] = None
+
+
+def parse_strategies(spec) -> list:
+    """Names from "remove,text-aug" (or a list), checked against STRATEGIES, in the order given.
+
+    >>> parse_strategies("remove, text-aug")
+    ['remove', 'text-aug']
+    """
+    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec)]
+    names = list(dict.fromkeys(n for n in names if n))
+    if not names:
+        raise UsageError(f"no strategy given; choose from {', '.join(STRATEGIES)} (comma-separated to combine)")
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        raise UsageError(f"unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGIES)}")
+    return names
+
+
+def default_output(data_dir, names: list) -> Path:
+    """`laion_subset` with remove,text-aug -> `laion_subset.remove+text-aug`.
+
+    >>> str(default_output("laion_subset/", ["remove", "text-aug"]))
+    'laion_subset.remove+text-aug'
+    """
+    data_dir = Path(data_dir)
+    return data_dir.with_name(f"{data_dir.name}.{'+'.join(names)}")
+
+
+def check_options(names: list, options: Options) -> None:
+    """An option no chosen strategy reads is a mistake (`--count` with text-aug): say so."""
+    used = set(GENERAL_OPTIONS).union(*(STRATEGIES[n].options for n in names))
+    for name in sorted(options.changed_from_default() - used):
+        owners = [s.name for s in STRATEGIES.values() if name in s.options]
+        flag = "--" + name.replace("_", "-")
+        raise UsageError(f"{flag} belongs to {' / '.join(owners)}, which is not among the chosen strategies ({','.join(names)})")
+
+
+def prepare_steps(dataset, names: list, options: Options) -> list:
+    ordered = [name for name in STRATEGIES if name in names]
+    return [STRATEGIES[name].prepare(dataset, options) for name in ordered]
+
+
+def mitigate(data_dir, strategies, options: Options | None = None, out=None, overwrite: bool = False,
+             expand: bool = False, command: str = "") -> MitigationResult:
+    """Write a mitigated copy of `data_dir` (same format), its manifest and mitigation.json.
+
+    With `expand`, also write OUT.expanded/: a webdataset with one record per caption.
+    """
+    options = options or Options()
+    names = parse_strategies(strategies)
+    check_options(names, options)
+    dataset = open_dataset(data_dir)
+    out = Path(out) if out else default_output(dataset.path, names)
+    expanded_out = out.with_name(out.name + EXPANDED_SUFFIX)
+    for folder in [out] + ([expanded_out] if expand else []):
+        if folder.exists() and not overwrite:
+            raise UsageError(f"{folder}: already exists; remove it or pass --overwrite")
+    steps = prepare_steps(dataset, names, options)
+    inherited = recipe_io.read_recipe(dataset.path)
+
+    def recipe(counts=None):
+        return recipe_io.build_recipe(steps, dataset.path, dataset.format, out, counts, inherited, command)
+
+    result = write_dataset(dataset, out, combine(steps), overwrite=overwrite, progress=options.progress,
+                           extra_files={recipe_io.RECIPE_NAME: recipe_io.recipe_bytes(recipe())})
+    # Counts are known only once the write is done; the recipe (and its training section) was there all along.
+    counts = {"input": sum(result.counts.values()), **result.counts}
+    final = recipe(counts)
+    recipe_path = recipe_io.write_recipe(out, final)
+    expanded = expand_captions(out, expanded_out, overwrite=overwrite, progress=options.progress) if expand else None
+    return MitigationResult(out, result.counts, result.manifest_path, recipe_path, final, expanded)
+
+
+def options_from(values: dict) -> Options:
+    """Options from a dict with extra entries ignored (argparse's namespace, a config file)."""
+    names = {f.name for f in dataclasses.fields(Options)}
+    return Options(**{k: v for k, v in values.items() if k in names})
