@@ -73,15 +73,9 @@ class Dataset:
         wanted = set(keys) if keys is not None else None
         seen: dict[str, str] = {}
         for shard in self.shards:
-            for record in self.shard_records(shard, verify_images=verify_images):
-                if wanted is not None and record.key not in wanted:
-                    continue
-                if isinstance(record, Sample):
-                    if record.key in seen:
-                        yield Unreadable(record.key, f"duplicate key (first seen in shard {seen[record.key]})", shard)
-                        continue
-                    seen[record.key] = shard
-                yield record
+            for record in without_duplicates(self.shard_records(shard, verify_images=verify_images), seen):
+                if wanted is None or record.key in wanted:
+                    yield record
 
     def shard_records(self, shard: str, verify_images: bool = True) -> Iterator[Union[Sample, Unreadable]]:
         """One shard's samples and unreadable entries; keys that the metadata lists but the shard lacks count too."""
@@ -126,6 +120,17 @@ class Dataset:
             return json.loads(path.read_text())
         except (OSError, ValueError):
             return {}
+
+
+def without_duplicates(records: Iterable, seen: dict) -> Iterator[Union[Sample, Unreadable]]:
+    """Pass records through; a key already in `seen` (key -> shard) becomes an Unreadable naming the first shard."""
+    for record in records:
+        if isinstance(record, Sample):
+            if record.key in seen:
+                yield Unreadable(record.key, f"duplicate key (first seen in shard {seen[record.key]})", record.shard)
+                continue
+            seen[record.key] = record.shard
+        yield record
 
 
 def open_dataset(path: Union[str, Path]) -> Dataset:

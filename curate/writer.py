@@ -24,7 +24,7 @@ from typing import Callable, Optional, Union
 from tqdm import tqdm
 
 from curate import manifest as manifest_io
-from curate.dataset import Dataset, Sample, Unreadable
+from curate.dataset import Dataset, Sample, Unreadable, without_duplicates
 from curate.errors import UsageError
 from curate.shard_formats import (
     FilesShardWriter,
@@ -88,10 +88,11 @@ def write_dataset(
     staging.mkdir(parents=True)
     rows: list = []
     shard_counts: dict = {}
+    seen_keys: dict = {}
     try:
         bar = tqdm(dataset.shards, desc=f"writing {out.name}", unit="shard", disable=not progress)
         for shard in bar:
-            shard_rows = _write_shard(dataset, shard, staging, decide, verify_images)
+            shard_rows = _write_shard(dataset, shard, staging, decide, verify_images, seen_keys)
             shard_counts[shard] = manifest_io.count_actions(shard_rows)
             rows += shard_rows
         manifest_path = manifest_io.write_manifest(rows, staging)
@@ -120,14 +121,15 @@ def _replace_folder(staging: Path, out: Path) -> None:
         staging.rename(out)
 
 
-def _write_shard(dataset: Dataset, shard: str, staging: Path, decide, verify_images: bool) -> list:
+def _write_shard(dataset: Dataset, shard: str, staging: Path, decide, verify_images: bool, seen_keys: dict) -> list:
     started = time.time()
     metadata = dataset.metadata(shard)
     schema = metadata.schema if metadata is not None else None
     writer = _shard_writer(dataset.format, staging, shard, schema)
     manifest_rows, meta_rows = [], []
     try:
-        for record in dataset.shard_records(shard, verify_images=verify_images):
+        records = dataset.shard_records(shard, verify_images=verify_images)
+        for record in without_duplicates(records, seen_keys):
             if isinstance(record, Unreadable):
                 manifest_rows.append(manifest_io.row(record.key, shard, "unreadable", record.reason))
                 continue
