@@ -44,7 +44,7 @@ def default_scores_path(data_dir) -> Path:
     >>> str(default_scores_path("data/laion_subset/"))
     'data/laion_subset.clipmem/scores.parquet'
     """
-    data_dir = Path(data_dir)
+    data_dir = Path(data_dir).resolve() if Path(data_dir).name in ("", "..") else Path(data_dir)
     return data_dir.with_name(data_dir.name + SCORES_FOLDER_SUFFIX) / SCORES_NAME
 
 

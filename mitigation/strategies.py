@@ -90,7 +90,7 @@ def default_output(data_dir, names: list) -> Path:
     >>> str(default_output("laion_subset/", ["remove", "text-aug"]))
     'laion_subset.remove+text-aug'
     """
-    data_dir = Path(data_dir)
+    data_dir = Path(data_dir).resolve() if Path(data_dir).name in ("", "..") else Path(data_dir)
     return data_dir.with_name(f"{data_dir.name}.{'+'.join(names)}")
 
 
