@@ -135,7 +135,7 @@ def build(out, n: Optional[int] = None, image_size: int = 64, seed: int = 0, inj
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
-        staged, left_out = demo_staging.stage(candidates, wanted, work / "web", processes, progress)
+        staged, left_out = demo_staging.stage(candidates, wanted, work / "web", processes, progress, image_size)
         rows = [demo_staging.row_for(item) for item in staged]
         injected = inject_swaps_into(rows, inject_swaps, seed)
         shard_size = samples_per_shard or _auto_shard_size(len(rows))

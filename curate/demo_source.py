@@ -26,7 +26,7 @@ from PIL import Image
 # Larger renderings exist in Open Clip Art (up to 20990x29700 px); decoding one costs gigabytes of memory
 # for an image that ends up 64 px wide, so such items are skipped and counted instead.
 MAX_SOURCE_PIXELS = 64_000_000
-# The staging server hosts images no larger than this; img2dataset then resizes them to --image-size.
+# The staging server hosts images no larger than this by default; img2dataset then resizes them.
 MAX_STAGED_SIDE = 512
 WHITE = (255, 255, 255)
 # For the rare drawing that is all white on transparency (a football pitch's lines), so it stays visible.
@@ -74,10 +74,10 @@ def is_blank(image: Image.Image) -> bool:
     return all(low == high for low, high in image.getextrema())
 
 
-def stage_image(item: SourceItem, destination: Path) -> Optional[str]:
+def stage_image(item: SourceItem, destination: Path, max_side: int = MAX_STAGED_SIDE) -> Optional[str]:
     """Write `item`'s image as an opaque PNG at `destination`; return why it was skipped, or None.
 
-    Images wider or taller than MAX_STAGED_SIDE are shrunk (aspect kept) as a web thumbnail would be.
+    Images wider or taller than `max_side` are shrunk (aspect kept) as a web thumbnail would be.
     """
     try:
         with warnings.catch_warnings():
@@ -87,6 +87,10 @@ def stage_image(item: SourceItem, destination: Path) -> Optional[str]:
                 if width * height > MAX_SOURCE_PIXELS:
                     return f"rendering too large to decode ({width}x{height} px)"
                 image.load()
+                # Shrink first (Pillow resizes RGBA with premultiplied alpha), then composite: much
+                # cheaper than compositing a 10-megapixel rendering.
+                image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+                image.thumbnail((max_side, max_side), Image.LANCZOS)
                 flat = flatten(image)
                 if is_blank(flat):
                     flat = flatten(image, DARK_GRAY)
@@ -96,7 +100,6 @@ def stage_image(item: SourceItem, destination: Path) -> Optional[str]:
         return f"unreadable image ({error})"
     if is_blank(flat):
         return "blank image (one colour only)"
-    flat.thumbnail((MAX_STAGED_SIDE, MAX_STAGED_SIDE), Image.LANCZOS)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    flat.save(destination, format="PNG")
+    flat.save(destination, format="PNG", compress_level=1)  # lossless; staging files are temporary
     return None

@@ -55,8 +55,12 @@ def candidates(source: str, n: Optional[int], seed: int, image_size: int, cache_
     return items, result.counts
 
 
-def stage(items: list, wanted: int, web_dir: Path, processes: int, progress: bool = True) -> tuple:
+def stage(items: list, wanted: int, web_dir: Path, processes: int, progress: bool = True,
+          image_size: int = 64) -> tuple:
     """Write images to `web_dir` in order until `wanted` are staged; return (staged items, left-out counts).
+
+    Served images are at most max(256, 2 * image_size) pixels on a side, so that img2dataset still
+    downscales to `image_size` while staging stays quick.
 
     Items that cannot be staged (blank, too large, unreadable) are counted by reason and replaced by the
     next candidates, so the build still reaches `wanted` samples when the source has enough.
@@ -64,24 +68,27 @@ def stage(items: list, wanted: int, web_dir: Path, processes: int, progress: boo
     staged, left_out = [], Counter()
     position = 0
     use_processes = processes > 1 and wanted >= MIN_ITEMS_FOR_PROCESSES
+    max_side = max(256, 2 * image_size)
     with _mapper(processes if use_processes else 1) as map_in_order, \
             tqdm(total=wanted, desc="preparing images", unit="image", disable=not progress) as bar:
         while len(staged) < wanted and position < len(items):
             batch = items[position: position + wanted - len(staged)]
             position += len(batch)
-            jobs = [(item, web_dir / item.url_path) for item in batch]
+            jobs = [(item, web_dir / item.url_path, max_side) for item in batch]
             for item, reason in zip(batch, map_in_order(_stage_job, jobs)):
                 if reason is None:
                     staged.append(item)
                     bar.update(1)
                 else:
                     left_out[reason.split(" (")[0]] += 1
+        bar.total = len(staged)  # the source ran out before `wanted`: end the bar at what was staged
+        bar.refresh()
     return staged, dict(left_out)
 
 
 def _stage_job(job: tuple) -> Optional[str]:
-    item, destination = job
-    return stage_image(item, destination)
+    item, destination, max_side = job
+    return stage_image(item, destination, max_side)
 
 
 @contextlib.contextmanager
