@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Optional
 
 from curate import demo_staging
-from curate.errors import UsageError
+from curate.errors import DataError, UsageError
 
 SOURCES = ("openclipart", "synthetic")
 FORMATS = ("webdataset", "parquet", "files")
@@ -72,6 +72,9 @@ def build_demo(out, n: Optional[int] = None, image_size: int = 64, seed: int = 0
                source: str = "openclipart", output_format: str = "webdataset", **options) -> Path:
     """Build the demo dataset into `out` and return its path; `options` as for `build`.
 
+    img2dataset starts its workers with multiprocessing's spawn, which re-imports the calling script:
+    call this from a script only under `if __name__ == "__main__":` (tests and `python -c` are fine).
+
     Example:
         >>> path = build_demo("/tmp/shapes", n=50, source="synthetic", overwrite=True)  # doctest: +SKIP
         >>> sorted(p.name for p in path.iterdir())[:3]                                   # doctest: +SKIP
@@ -102,9 +105,10 @@ class BuildSummary:
     def text(self) -> str:
         left_out = ", ".join(f"{count} {reason}" for reason, count in sorted(self.left_out.items())) or "none"
         lines = [
-            f"demo-data: {self.samples:,} samples ({self.source}, {self.settings}) in {self.shards} "
-            f"{self.output_format} shards at {self.path}",
-            f"  captions swapped with another category's: {self.injected:,}",
+            f"demo-data: {self.samples:,} samples ({self.source}, seed {self.settings['seed']}, "
+            f"{self.settings['image_size']} px) in {self.shards} {self.output_format} shards at {self.path}",
+            f"  captions swapped with another category's: {self.injected:,} "
+            f"(--inject-swaps {self.settings['inject_swaps']})",
             f"  failed downloads: {self.failed_downloads}, failed resizes: {self.failed_resizes}; "
             f"left out before serving: {left_out}",
         ]
@@ -136,6 +140,8 @@ def build(out, n: Optional[int] = None, image_size: int = 64, seed: int = 0, inj
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
         staged, left_out = demo_staging.stage(candidates, wanted, work / "web", processes, progress, image_size)
+        if not staged:
+            raise DataError(f"no {source} image could be prepared ({left_out}); nothing to download")
         rows = [demo_staging.row_for(item) for item in staged]
         injected = inject_swaps_into(rows, inject_swaps, seed)
         shard_size = samples_per_shard or _auto_shard_size(len(rows))
