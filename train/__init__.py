@@ -11,3 +11,10 @@
     train.evaluate    retrieval, zero-shot, linear probe; encode_images / encode_texts
     train.prompts     zero-shot class names from labels or caption words
 """
+
+import os
+
+# OpenMP threads spin while waiting for work by default; on a machine shared with other processes (CI, several
+# jobs on few cores) a spinning thread holds a core the others need and a step can take 10x longer. Passive
+# waiting costs little when the machine is idle. Only effective if set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

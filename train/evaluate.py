@@ -193,3 +193,26 @@ def _name_source(table: Table, keys: list, name_keys, label_field: str) -> list:
     evaluated = set(keys)
     others = [k for k, m in zip(table.keys, table.meta) if k not in evaluated and m.get(label_field) is not None]
     return others or list(keys)
+
+
+def format_metrics(metrics: dict) -> str:
+    """A small plain-text table of the metrics evaluate() returns."""
+    def cell(key):
+        value = metrics.get(key)
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = [f"held-out samples: {metrics.get('n_samples', 0)}  (labeled: {metrics.get('n_labeled', 0)}, "
+             f"classes: {metrics.get('n_classes', '-')})",
+             f"{'retrieval':<22}{'R@1':>8}{'R@5':>8}{'R@10':>8}"]
+    for label, key in (("image->text", "i2t"), ("text->image", "t2i"), ("image->text (caption)", "i2t_caption"),
+                       ("text->image (caption)", "t2i_caption")):
+        direction, _, variant = key.partition("_")
+        suffix = f"_{variant}" if variant else ""
+        lines.append(f"{label:<22}" + "".join(f"{cell(f'{direction}_r{k}{suffix}'):>8}" for k in RECALL_KS))
+    lines.append(f"{'chance':<22}" + "".join(f"{cell(f'retrieval_chance_r{k}'):>8}" for k in RECALL_KS))
+    lines.append(f"{'classification':<26}{'acc':>8}")
+    for label, key in (("zero-shot (labels)", "zeroshot_label_acc"), ("zero-shot (caption words)", "zeroshot_words_acc"),
+                       ("linear probe", "linear_probe_acc"), ("majority class", "majority_rate"),
+                       ("chance", "zeroshot_chance")):
+        lines.append(f"{label:<26}{cell(key):>8}")
+    return "\n".join(lines)

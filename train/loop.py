@@ -49,13 +49,14 @@ CaptionAugment = Callable[[str, random.Random], str]
 def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | None = None,
                out_dir: str | Path | None = None, *, caption_augment: CaptionAugment | None = None,
                resume: bool = False, on_epoch_end: Callable[[int, dict], None] | None = None,
-               progress: bool = True) -> TrainResult:
+               progress: bool = True, run_info: dict | None = None) -> TrainResult:
     """Train a CLIP model on `keys` of `data` (a Table, a dataset folder or a curate Dataset).
 
     caption_augment(caption, rng) -> caption is applied on the fly to the caption each sample contributes.
     With out_dir, a checkpoint is written after each epoch and the model, train_log.json and
     sample_losses.parquet at the end; resume=True continues from the checkpoint there.
-    on_epoch_end(epoch, stats) is called after each epoch's checkpoint.
+    on_epoch_end(epoch, stats) is called after each epoch's checkpoint. run_info is added to the saved
+    model's clipmem.json and to train_log.json (e.g. how the held-out split was made).
     """
     config = config or TrainConfig()
     if resume and out_dir is None:
@@ -172,7 +173,7 @@ def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | No
     result = TrainResult(model=final, tokenizer=tokenizer, config=config, keys=keys, loss_history=loss_history,
                          step_losses=step_losses, seconds=seconds, samples_per_s=samples_done / max(seconds, 1e-9))
     if out_dir is not None and world.is_main:
-        checkpoint.write_run_outputs(out_dir, result, {"world_size": world.world_size})
+        checkpoint.write_run_outputs(out_dir, result, {"world_size": world.world_size, **(run_info or {})})
     distributed.barrier(world)
     return result
 

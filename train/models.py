@@ -77,8 +77,9 @@ def create_model(name: str, pretrained: str | None = None, seed: int = 0, siglip
                 model = open_clip.create_model(name, pretrained=pretrained, force_image_size=image_size,
                                                **model_kwargs)
         except RuntimeError as error:
-            raise UsageError(f"--pretrained {pretrained} for {name}: {_first_line(error)}; weights come from the "
-                             "Hugging Face hub (needs network) or give a local weights file path") from None
+            reason = _first_line(error).split(" Last error:")[0]
+            raise UsageError(f"--pretrained {pretrained} for {name}: {reason}; tags download from the Hugging Face "
+                             "hub (needs network or its local cache), or give a local weights file path") from None
     model.clipmem_spec = {"model": name, "pretrained": pretrained, "seed": seed, "siglip": siglip,
                           "model_cfg": {**model_cfg, **model_kwargs}}
     with _quiet_open_clip():
@@ -97,6 +98,16 @@ def _quiet_open_clip():
         yield
     finally:
         root.setLevel(previous)
+
+
+def input_size(name: str, image_size: int | None = None) -> int:
+    """The image size a model of this architecture takes (without building it); UsageError for unknown names."""
+    model_cfg = open_clip.get_model_config(name)
+    if model_cfg is None:
+        raise UsageError(f"unknown model '{name}'; use a preset ({', '.join(PRESETS)}) "
+                         "or an open_clip architecture from open_clip.list_models()")
+    size = image_size or model_cfg["vision_cfg"].get("image_size", 224)
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
 def _check_pretrained(name: str, pretrained: str | None) -> None:
