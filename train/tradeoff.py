@@ -1,0 +1,189 @@
+"""Retrain under each mitigation strategy and report utility against memorization (table and plot).
+
+    python cli.py tradeoff --data laion_subset --quick
+    python cli.py tradeoff --data laion_subset --strategies baseline,text-aug,multi-caption,text-noise,remove \\
+        --seeds 3
+    python cli.py tradeoff --strategies baseline,text-noise:sigma=0.3,remove:by=random:count=100
+
+Every strategy runs through the real path: `mitigate` writes a mitigated copy with its recipe, and the
+models train on that copy with the recipe's settings. Memorization is the paper protocol's mean CLIPMem
+over one fixed candidate set (f on S_S+S_C, g on S_S+S_I, both trained under the strategy); utility is
+measured on one fixed held-out split that no model trains on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from curate.errors import UsageError
+from curate.protocols import paper_plan
+from train import tradeoff_report
+
+DEFAULT_STRATEGIES = "baseline,text-aug,multi-caption,text-noise,remove"
+QUICK = {"samples": 1500, "epochs": 5, "seeds": 2}
+# Utility metrics reported per run (train.evaluate names); the plot's y axis is the first.
+UTILITY = ["linear_probe_acc", "zeroshot_words_acc", "i2t_r1_caption", "i2t_r5_caption"]
+
+
+@dataclass
+class StrategySpec:
+    """One row of the trade-off: a strategy name (or `baseline`) and its options, e.g. remove:by=random:count=100."""
+
+    label: str
+    names: list
+    options: dict = field(default_factory=dict)
+
+
+def parse_strategy_list(text: str) -> list:
+    """'baseline,text-noise:sigma=0.3,remove:by=random:count=100' -> StrategySpecs (labels kept verbatim)."""
+    specs = []
+    for item in [part.strip() for part in text.split(",") if part.strip()]:
+        name, *pairs = item.split(":")
+        options = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise UsageError(f"strategy option {pair!r} in {item!r} must look like name=value")
+            options[key.replace("-", "_")] = _parse_value(value)
+        specs.append(StrategySpec(item, [] if name == "baseline" else name.split("+"), options))
+    if not specs:
+        raise UsageError("--strategies is empty; e.g. --strategies baseline,text-noise")
+    return specs
+
+
+def _parse_value(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="laion_subset", help="img2dataset output folder")
+    parser.add_argument("--strategies", default=DEFAULT_STRATEGIES,
+                        help="comma-separated; each may carry options: remove:by=random:count=100, text-noise:sigma=0.3")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds per strategy (error bars)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"subsample {QUICK['samples']} samples, {QUICK['epochs']} epochs, {QUICK['seeds']} seeds "
+                             "(about 10 minutes on 2 CPU cores)")
+    parser.add_argument("--samples", type=int, help="use this many samples (a fixed random subset)")
+    parser.add_argument("--out", help="output folder (default: DATA.tradeoff)")
+    parser.add_argument("--model", default="clipmem-tiny")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--heldout-frac", type=float, default=0.1, help="held-out split for utility")
+    parser.add_argument("--scores", help="flag's scores.parquet for remove (default: DATA.clipmem/scores.parquet)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = resolve_settings(args)
+    out = Path(args.out) if args.out else Path(str(Path(args.data).resolve()) + ".tradeoff")
+    rows = run_tradeoff(args.data, parse_strategy_list(args.strategies), settings, out, progress=not args.no_progress)
+    paths = tradeoff_report.write_all(out, rows, settings)
+    print(tradeoff_report.markdown_table(rows))
+    for name, path in paths.items():
+        print(f"{name:8} {path}")
+    return 0
+
+
+def resolve_settings(args: argparse.Namespace) -> dict:
+    seeds = args.seeds if not args.quick or args.seeds != 3 else QUICK["seeds"]
+    epochs = args.epochs if not args.quick or args.epochs != 10 else QUICK["epochs"]
+    samples = args.samples or (QUICK["samples"] if args.quick else None)
+    if seeds < 1 or epochs < 1:
+        raise UsageError("--seeds and --epochs must be at least 1")
+    return {"seeds": seeds, "epochs": epochs, "samples": samples, "model": args.model, "batch_size": args.batch_size,
+            "lr": args.lr, "heldout_frac": args.heldout_frac, "scores": args.scores}
+
+
+def run_tradeoff(data, specs: list, settings: dict, out: Path, progress: bool = True) -> list:
+    """Train f and g per (strategy, seed) and measure them; returns one dict per run."""
+    from train.data import load_table, split_heldout
+
+    out.mkdir(parents=True, exist_ok=True)
+    base = load_table(data, progress=progress)
+    keys = _subsample(base.keys, settings["samples"])
+    pool, heldout = split_heldout(keys, settings["heldout_frac"], seed=0)
+    plan = paper_plan(pool, seed=0)
+    rows = []
+    for spec in specs:
+        data_for_spec, recipe = _mitigated_copy(data, spec, settings, out, progress)
+        table = base if data_for_spec is None else load_table(data_for_spec, progress=progress)
+        for seed in range(settings["seeds"]):
+            if progress:
+                print(f"[tradeoff] {spec.label}, seed {seed + 1}/{settings['seeds']}", flush=True)
+            rows.append(_one_run(spec, seed, settings, recipe, table, base, plan, heldout, out, progress))
+    return rows
+
+
+def _subsample(keys: list, samples: int | None) -> list:
+    if not samples or samples >= len(keys):
+        return list(keys)
+    chosen = np.random.default_rng(0).choice(len(keys), size=samples, replace=False)
+    return [keys[i] for i in sorted(chosen)]
+
+
+def _mitigated_copy(data, spec: StrategySpec, settings: dict, out: Path, progress: bool):
+    """Baseline trains on the data as it is; any other strategy on what `mitigate` writes."""
+    if not spec.names:
+        return None, {}
+    from mitigation.base import Options
+    from mitigation.strategies import mitigate
+
+    options = dict(spec.options)
+    if "remove" in spec.names and settings.get("scores") and "scores" not in options:
+        options["scores"] = settings["scores"]
+    try:
+        result = mitigate(data, spec.names, Options(progress=progress, **options),
+                          out=out / "data" / spec.label.replace(":", "_").replace("=", "-"), overwrite=True)
+    except TypeError as error:
+        raise UsageError(f"strategy {spec.label!r}: unknown option ({error})") from None
+    return result.path, result.recipe.get("training", {})
+
+
+def _one_run(spec, seed, settings, recipe, table, base, plan, heldout, out: Path, progress: bool) -> dict:
+    from curate import memorization
+    from train.config import TrainConfig
+    from train.evaluate import evaluate
+    from train.loop import train_clip
+
+    config = TrainConfig(model=settings["model"], epochs=settings["epochs"], batch_size=settings["batch_size"],
+                         lr=settings["lr"], seed=seed)
+    config = replace(config, **{k: v for k, v in recipe.items() if hasattr(config, k)})
+    present = set(table.keys)
+    started = time.time()
+    trained = [train_clip(table, [k for k in m.train_keys if k in present], config, progress=progress)
+               for m in plan.models]
+    measures = [memorization.measure_model(r.model, r.tokenizer, base, plan.scored, m.negative_keys, seed=0,
+                                           progress=progress)
+                for r, m in zip(trained, plan.models)]
+    clipmem = memorization.combine_models(measures, plan)["clipmem_raw"]
+    utility = evaluate(trained[0].model, trained[0].tokenizer, base, heldout)
+    row = {
+        "strategy": spec.label, "seed": seed, "memorization": float(clipmem.mean()),
+        "memorization_median": float(clipmem.median()),
+        "removed": len([k for k in plan.models[0].train_keys if k not in present]),
+        **{name: utility.get(name) for name in UTILITY},
+        "seconds": round(time.time() - started, 1),
+    }
+    _write_config(out / "configs" / f"{spec.label.replace(':', '_').replace('=', '-')}_seed{seed}.json",
+                  {"strategy": spec.label, "mitigation_options": spec.options, "training": config.to_dict(),
+                   "settings": settings, "result": row})
+    return row
+
+
+def _write_config(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
