@@ -271,3 +271,26 @@ def test_tiny_model_learns_synthetic_shapes():
     assert max(metrics["zeroshot_label_acc"], metrics["zeroshot_words_acc"]) > metrics["majority_rate"]
     assert metrics["linear_probe_acc"] > metrics["majority_rate"]
     assert not math.isnan(metrics["linear_probe_acc"])
+
+
+def test_heldout_split_is_stable_per_key_and_near_the_fraction():
+    keys = [f"{i:06d}" for i in range(5000)]
+    train, heldout = split_heldout(keys, 0.1, seed=0)
+    assert len(train) + len(heldout) == 5000 and 400 < len(heldout) < 600
+    assert split_heldout(keys[::-1][:1234], 0.1, seed=0)[1] == [k for k in keys[::-1][:1234] if k in set(heldout)]
+    assert split_heldout(keys, 0.1, seed=1)[1] != heldout
+
+
+def test_transparent_images_are_composited_on_white():
+    from io import BytesIO
+
+    from PIL import Image
+
+    image = Image.new("RGBA", (40, 20), (0, 0, 0, 0))
+    image.paste((255, 0, 0, 255), (15, 5, 25, 15))
+    buffer = BytesIO()
+    image.save(buffer, format="PNG")
+    pixels = decode_image(buffer.getvalue(), 16)
+    assert pixels.shape == (3, 16, 16)
+    assert tuple(pixels[:, 0, 0]) == (255, 255, 255)  # transparent corner: white, not black
+    assert pixels[0, 8, 8] == 255 and pixels[1, 8, 8] < 30  # the red square in the centre crop

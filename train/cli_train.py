@@ -85,13 +85,13 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if not 0 <= args.heldout_frac < 1:
         raise UsageError(f"--heldout-frac {args.heldout_frac}: must be in [0, 1)")
+    wanted = read_keys(args.keys) if args.keys else None
+    image_size = input_size(config.model, config.image_size)
     world = init_distributed(config.device)
     progress = not args.no_progress and world.is_main
-    image_size = input_size(config.model, config.image_size)
     table = load_table(args.data, image_size=image_size, memory_budget_mb=args.memory_budget_mb, progress=progress)
     train_keys, heldout_keys = split_heldout(table.keys, args.heldout_frac, args.split_seed)
-    if args.keys:
-        wanted = read_keys(args.keys)
+    if wanted is not None:
         chosen = set(wanted) & set(train_keys)
         unknown = len(set(wanted) - set(table.keys))
         if world.is_main and unknown:

@@ -69,6 +69,7 @@ class Table:
     captions: list
     meta: list
     skipped: list = field(default_factory=list)
+    images_on_disk: bool = False
     _index: dict = field(default_factory=dict, repr=False)
     _tokens: dict = field(default_factory=dict, repr=False)
 
@@ -167,7 +168,7 @@ def load_table(data, keys: Iterable[str] | None = None, image_size: int = 64,
         skipped += [(k, "key not found in the dataset") for k in sorted(wanted - found)]
     if not out_keys:
         raise DataError(f"{dataset.path}: no readable samples to load ({len(skipped)} skipped)")
-    return Table(out_keys, store.tensor(), captions, meta, skipped=skipped)
+    return Table(out_keys, store.tensor(), captions, meta, skipped=skipped, images_on_disk=store.memmap is not None)
 
 
 def decode_image(data: bytes, size: int) -> np.ndarray:

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +73,10 @@ def wrap_model(model: nn.Module, world: World) -> nn.Module:
     """Global-batch BatchNorm and DistributedDataParallel when distributed; the model itself otherwise."""
     if not world.distributed:
         return model
+    # torch.distributed.nn's autograd collectives (ours and open_clip's gather_features) work but warn on every
+    # call that they are deprecated: nothing a user of this command can act on.
+    warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.\w+ is deprecated",
+                            category=FutureWarning)
     if world.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return nn.parallel.DistributedDataParallel(model, device_ids=[world.device.index])
