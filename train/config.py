@@ -86,7 +86,8 @@ class TrainResult:
     """A finished (or resumed-and-finished) run.
 
     loss_history[e, i] is the per-sample contrastive loss of keys[i] in epoch e, NaN if it was not seen that
-    epoch; cumulative sample loss (csl) sums it over epochs.
+    epoch; cumulative sample loss (csl) sums it over epochs. step_seconds: wall time of each step of this run
+    (a resumed run times only its own steps).
     """
 
     model: torch.nn.Module
@@ -95,6 +96,7 @@ class TrainResult:
     keys: list
     loss_history: torch.Tensor
     step_losses: list = field(default_factory=list)
+    step_seconds: list = field(default_factory=list)
     seconds: float = 0.0
     samples_per_s: float = 0.0
 

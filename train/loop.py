@@ -103,7 +103,7 @@ def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | No
                 scaler.load_state_dict(state["scaler"])
             start_epoch, loss_history, step_losses = state["epochs_done"], state["loss_history"], state["step_losses"]
 
-    started, samples_done = time.perf_counter(), 0
+    started, samples_done, step_seconds = time.perf_counter(), 0, []
     for epoch in range(start_epoch, config.epochs):
         model.train()
         order = torch.randperm(len(keys), generator=seeded(config.seed, "order", epoch))
@@ -112,6 +112,7 @@ def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | No
                    disable=not (progress and world.is_main))
         epoch_started = time.perf_counter()
         for step_in_epoch, global_positions in enumerate(bar):
+            step_started = time.perf_counter()
             step = epoch * steps_per_epoch + step_in_epoch
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, config.lr, config.warmup, total_steps)
@@ -157,6 +158,7 @@ def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | No
             loss_history[epoch, global_positions] = global_loss
             step_losses.append(float(global_loss.mean()))
             samples_done += len(global_positions)
+            step_seconds.append(time.perf_counter() - step_started)
             rate = (step_in_epoch + 1) * config.batch_size / max(time.perf_counter() - epoch_started, 1e-9)
             bar.set_postfix(loss=f"{step_losses[-1]:.3f}", samples_s=f"{rate:.0f}")
 
@@ -171,7 +173,8 @@ def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | No
     seconds = time.perf_counter() - started
     final = distributed.unwrap(model).eval()
     result = TrainResult(model=final, tokenizer=tokenizer, config=config, keys=keys, loss_history=loss_history,
-                         step_losses=step_losses, seconds=seconds, samples_per_s=samples_done / max(seconds, 1e-9))
+                         step_losses=step_losses, step_seconds=step_seconds, seconds=seconds,
+                         samples_per_s=samples_done / max(seconds, 1e-9))
     if out_dir is not None and world.is_main:
         checkpoint.write_run_outputs(out_dir, result, {"world_size": world.world_size, **(run_info or {})})
     distributed.barrier(world)
