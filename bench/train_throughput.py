@@ -1,7 +1,8 @@
 """Training throughput: our loop against open_clip's own trainer and against pure compute.
 
 Same model (clipmem-tiny by default), same webdataset shards, same batch size, CPU, fp32:
-- pure compute: forward + loss + backward + AdamW step on ready, normalized in-memory tensors;
+- pure compute: forward + loss + backward + AdamW step on the same batches, prepared beforehand as
+  normalized float tensors (no indexing, conversion, caption choice, loss records or progress bar);
 - ours: train.loop.train_clip on the dataset's table (images decoded once beforehand), with and without
   image augmentation;
 - open_clip_train: `python -m open_clip_train.main --dataset-type webdataset ...`, run through a two-line
@@ -37,7 +38,8 @@ from train.config import TrainConfig  # noqa: E402
 from train.data import load_table  # noqa: E402
 from train.loop import train_clip  # noqa: E402
 from train.losses import per_sample_losses  # noqa: E402
-from train.models import create_model  # noqa: E402
+from train.augment import to_model_input  # noqa: E402
+from train.models import create_model, image_mean_std  # noqa: E402
 
 DEFAULT_DATA = Path(tempfile.gettempdir()) / "clipmem_bench" / "shapes_n2560"
 OPEN_CLIP_RATE = re.compile(r"Batch \(t\): ([0-9.]+),")
@@ -49,15 +51,19 @@ def steady_rate(step_seconds: list, batch_size: int, skip: int) -> float:
     return batch_size * len(kept) / sum(kept)
 
 
-def pure_compute(model_name: str, batch_size: int, steps: int, skip: int) -> list:
-    model, _, size = create_model(model_name, seed=0)
+def pure_compute(table, keys: list, model_name: str, batch_size: int) -> list:
+    """Forward + loss + backward + step on the same batches as ours, prepared as float tensors beforehand."""
+    model, tokenizer, size = create_model(model_name, seed=0)
     model.train()
+    mean, std = image_mean_std(model)
+    tokens, first = table.tokens(tokenizer)
+    batches = []
+    for start in range(0, len(keys) - batch_size + 1, batch_size):
+        rows = table.rows(keys[start:start + batch_size])
+        batches.append((to_model_input(table.images[rows], mean, std, size), tokens[first[rows]]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.1)
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch_size, 3, size, size, generator=generator)
-    texts = torch.randint(1, 49000, (batch_size, model.context_length), generator=generator)
     seconds = []
-    for _ in range(steps):
+    for images, texts in batches:
         started = time.perf_counter()
         image_features = model.encode_image(images, normalize=True)
         text_features = model.encode_text(texts, normalize=True)
@@ -123,7 +129,7 @@ def main(argv=None) -> int:
     walls = {name: [] for name in rates}
     with tempfile.TemporaryDirectory() as logs:
         for _ in range(args.repeats):  # interleaved, so that load from other processes hits all alike
-            seconds = pure_compute(args.model, args.batch_size, steps, args.skip)
+            seconds = pure_compute(table, keys, args.model, args.batch_size)
             rates["pure compute"].append(steady_rate(seconds, args.batch_size, args.skip))
             walls["pure compute"].append(sum(seconds))
             for name, aug in (("ours", False), ("ours + image aug", True)):

@@ -108,6 +108,17 @@ def test_two_runs_same_weights_and_every_sample_loss_recorded_once_per_epoch(sma
     assert first.csl()[key] == pytest.approx(sum(first.sample_losses[key]))
 
 
+def test_siglip_loss_and_bfloat16_autocast_train_and_save(small_table, tmp_path):
+    siglip = train_clip(small_table, config=TrainConfig(epochs=2, loss="siglip", **FAST), out_dir=tmp_path / "s",
+                        progress=False)
+    assert siglip.model.logit_bias is not None and siglip.step_losses[-1] < siglip.step_losses[0]
+    loaded, _, info = load_model(tmp_path / "s")
+    assert info["siglip"] and torch.equal(loaded.logit_bias, siglip.model.logit_bias)
+    bf16 = train_clip(small_table, config=TrainConfig(epochs=1, precision="amp_bf16", **FAST), progress=False)
+    assert all(math.isfinite(v) for v in bf16.step_losses)
+    assert next(bf16.model.parameters()).dtype == torch.float32  # autocast: weights stay fp32
+
+
 def test_trains_only_on_the_given_keys(small_table):
     keys = small_table.keys[:16]
     result = train_clip(small_table, keys, TrainConfig(epochs=1, **FAST), progress=False)

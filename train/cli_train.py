@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULTS.model,
                         help="preset (clipmem-tiny, clipmem-tiny-vit, clipmem-small) or any open_clip architecture")
     parser.add_argument("--pretrained", default=None, help="open_clip pretrained tag or weights file (needs network for tags)")
+    parser.add_argument("--image-size", type=int, default=None, help="input size (default: the architecture's)")
     parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="global batch size")
     parser.add_argument("--lr", type=float, default=DEFAULTS.lr)
@@ -70,7 +71,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                            batch_size=args.batch_size, lr=args.lr, wd=args.wd, warmup=args.warmup, seed=args.seed,
                            text_noise_sigma=args.text_noise, image_aug=args.image_aug,
                            caption_sampling=args.caption_sampling, loss=args.loss, grad_clip=args.grad_clip or None,
-                           precision=args.precision, device=args.device)
+                           precision=args.precision, device=args.device, image_size=args.image_size)
     except ValueError as error:
         raise UsageError(str(error)) from None
 

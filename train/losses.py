@@ -51,5 +51,5 @@ def per_sample_losses(image_features: torch.Tensor, text_features: torch.Tensor,
 
 def _sigmoid_row_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     signs = -torch.ones_like(logits, dtype=torch.float32)
-    signs[torch.arange(len(labels)), labels] = 1.0
+    signs[torch.arange(len(labels), device=labels.device), labels] = 1.0
     return -F.logsigmoid(signs * logits.float()).sum(1)
