@@ -60,7 +60,8 @@ def test_model_folder_round_trip_and_plain_open_clip_reads_it(tmp_path):
     assert same_weights(model, loaded) and info["note"] == "x" and info["siglip"] is True
     plain = open_clip.create_model(f"local-dir:{tmp_path / 'm'}")
     assert same_weights(model, plain)
-    from_file, _, _ = create_model("clipmem-tiny", pretrained=str(tmp_path / "m" / "open_clip_model.safetensors"), siglip=True)
+    weights = str(tmp_path / "m" / "open_clip_model.safetensors")
+    from_file, _, _ = create_model("clipmem-tiny", pretrained=weights, siglip=True)
     assert same_weights(model, from_file)
 
 
@@ -95,7 +96,8 @@ def test_per_sample_losses_average_to_open_clip_losses(kind):
 def test_two_runs_same_weights_and_every_sample_loss_recorded_once_per_epoch(small_table, monkeypatch):
     calls = []
     forward = open_clip.model.CLIP.forward
-    monkeypatch.setattr(open_clip.model.CLIP, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    monkeypatch.setattr(open_clip.model.CLIP, "forward",
+                        lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
     config = TrainConfig(epochs=2, **FAST)
     first = train_clip(small_table, config=config, progress=False)
     second = train_clip(small_table, config=config, progress=False)
@@ -159,7 +161,8 @@ def test_caption_sampling_draws_among_the_sample_captions_only_when_on(small_tab
     off, on = TrainConfig(), TrainConfig(caption_sampling=True)
     primary = tokens[first[:-1]]
     for epoch in range(3):
-        assert torch.equal(batch_tokens(small_table, tokenizer, tokens, first, counts, rows, keys, epoch, off, None), primary)
+        chosen = batch_tokens(small_table, tokenizer, tokens, first, counts, rows, keys, epoch, off, None)
+        assert torch.equal(chosen, primary)
     drawn = [batch_tokens(small_table, tokenizer, tokens, first, counts, rows, keys, e, on, None) for e in range(4)]
     varied = 0
     for row in range(len(small_table)):

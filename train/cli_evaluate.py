@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--all", action="store_true", help="evaluate every key of --data")
     parser.add_argument("--heldout-frac", type=float, default=None,
                         help="held-out fraction (default: the one the model was trained with, else 0.1)")
-    parser.add_argument("--split-seed", type=int, default=None, help="seed of the held-out split (default: the model's)")
+    parser.add_argument("--split-seed", type=int, default=None,
+                        help="seed of the held-out split (default: the model's)")
     parser.add_argument("--label-field", default=None, help="json field used as the class label (default: category)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--memory-budget-mb", type=float, default=DEFAULT_MEMORY_BUDGET_MB)

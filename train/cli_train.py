@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder: the model, checkpoint and logs")
     parser.add_argument("--model", default=DEFAULTS.model,
                         help="preset (clipmem-tiny, clipmem-tiny-vit, clipmem-small) or any open_clip architecture")
-    parser.add_argument("--pretrained", default=None, help="open_clip pretrained tag or weights file (needs network for tags)")
+    parser.add_argument("--pretrained", default=None,
+                        help="open_clip pretrained tag or weights file (tags need network)")
     parser.add_argument("--image-size", type=int, default=None, help="input size (default: the architecture's)")
     parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="global batch size")

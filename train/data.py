@@ -92,7 +92,8 @@ class Table:
         try:
             return torch.tensor([self._index[k] for k in keys], dtype=torch.long)
         except KeyError as missing:
-            raise DataError(f"key {missing.args[0]} is not in the loaded data (unreadable, or not in --data?)") from None
+            message = f"key {missing.args[0]} is not in the loaded data (unreadable, or not in --data?)"
+            raise DataError(message) from None
 
     def tokens(self, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
         """All captions tokenized once: (tokens [total_captions, L], first [N + 1]).
@@ -120,7 +121,8 @@ def tokenize_batched(tokenizer, texts: list, batch: int = 4096) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def table_from_tensors(keys: Sequence[str], images: torch.Tensor, captions: Sequence, meta: Sequence | None = None) -> Table:
+def table_from_tensors(keys: Sequence[str], images: torch.Tensor, captions: Sequence,
+                       meta: Sequence | None = None) -> Table:
     """A Table from ready tensors (tests, synthetic data). captions: one string or a list per sample."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError("images must be uint8 [N, 3, S, S]")

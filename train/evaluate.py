@@ -55,6 +55,8 @@ def encode_images(model, images_uint8: torch.Tensor, batch_size: int = 256, augm
     augment: None, a torch.Generator (draws one random crop + flip per image) or crop/flip parameters
     [N, 5] from train.augment.crop_flip_params.
     """
+    if len(images_uint8) == 0:
+        raise ValueError("no images to encode")
     mean, std = image_mean_std(model)
     size = image_size_of(model)
     if isinstance(augment, torch.Generator):
@@ -65,7 +67,7 @@ def encode_images(model, images_uint8: torch.Tensor, batch_size: int = 256, augm
             params = augment[start:start + batch_size] if augment is not None else None
             batch = to_model_input(images_uint8[start:start + batch_size], mean, std, size, params, _device(model))
             chunks.append(F.normalize(model.encode_image(batch).float(), dim=-1).cpu())
-    return torch.cat(chunks) if chunks else torch.zeros(0, model.text_projection.shape[-1] if hasattr(model, "text_projection") else 0)
+    return torch.cat(chunks)
 
 
 def encode_texts(model, tokens: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
@@ -122,7 +124,8 @@ def class_embeddings(model, tokenizer, names: dict, templates=DEFAULT_TEMPLATES)
     return F.normalize(torch.stack(rows), dim=-1)
 
 
-def zero_shot_accuracy(image_features: torch.Tensor, labels: list, class_features: torch.Tensor, classes: list) -> float:
+def zero_shot_accuracy(image_features: torch.Tensor, labels: list, class_features: torch.Tensor,
+                       classes: list) -> float:
     predicted = (image_features @ class_features.T).argmax(1).tolist()
     return float(np.mean([classes[p] == label for p, label in zip(predicted, labels)]))
 
@@ -211,8 +214,8 @@ def format_metrics(metrics: dict) -> str:
         lines.append(f"{label:<22}" + "".join(f"{cell(f'{direction}_r{k}{suffix}'):>8}" for k in RECALL_KS))
     lines.append(f"{'chance':<22}" + "".join(f"{cell(f'retrieval_chance_r{k}'):>8}" for k in RECALL_KS))
     lines.append(f"{'classification':<26}{'acc':>8}")
-    for label, key in (("zero-shot (labels)", "zeroshot_label_acc"), ("zero-shot (caption words)", "zeroshot_words_acc"),
-                       ("linear probe", "linear_probe_acc"), ("majority class", "majority_rate"),
-                       ("chance", "zeroshot_chance")):
+    for label, key in (("zero-shot (labels)", "zeroshot_label_acc"),
+                       ("zero-shot (caption words)", "zeroshot_words_acc"), ("linear probe", "linear_probe_acc"),
+                       ("majority class", "majority_rate"), ("chance", "zeroshot_chance")):
         lines.append(f"{label:<26}{cell(key):>8}")
     return "\n".join(lines)

@@ -121,8 +121,9 @@ def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | No
             positions = distributed.shard(global_positions, world)
             local_rows = rows[positions]
             crop = None
-            if config.image_aug:
-                crop = distributed.shard(crop_flip_params(len(global_positions), seeded(config.seed, "crop", step)), world)
+            if config.image_aug:  # drawn for the whole global batch, so every rank slices the same numbers
+                crop = crop_flip_params(len(global_positions), seeded(config.seed, "crop", step))
+                crop = distributed.shard(crop, world)
             images = to_model_input(table.images[local_rows], mean, std, image_size, crop, world.device)
             texts = batch_tokens(table, tokenizer, tokens, first_caption, caption_counts, local_rows,
                                  [keys[p] for p in positions.tolist()], epoch, config, caption_augment)
@@ -131,7 +132,8 @@ def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | No
                 out = model(images, texts.to(world.device))
             text_features = out["text_features"]
             if config.text_noise_sigma > 0:
-                noise = torch.randn(len(global_positions), text_features.shape[1], generator=seeded(config.seed, "noise", step))
+                noise = torch.randn(len(global_positions), text_features.shape[1],
+                                    generator=seeded(config.seed, "noise", step))
                 text_features = add_text_noise(text_features, distributed.shard(noise, world), config.text_noise_sigma)
             sample_loss = per_sample_losses(out["image_features"], text_features, out["logit_scale"],
                                             out.get("logit_bias"), config.loss, world.rank, world.world_size)
@@ -172,6 +174,7 @@ def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | No
 
     seconds = time.perf_counter() - started
     final = distributed.unwrap(model).eval()
+    final.output_dict = False  # open_clip's default, as for a model read back with load_model
     result = TrainResult(model=final, tokenizer=tokenizer, config=config, keys=keys, loss_history=loss_history,
                          step_losses=step_losses, step_seconds=step_seconds, seconds=seconds,
                          samples_per_s=samples_done / max(seconds, 1e-9))
