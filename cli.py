@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# Before torch loads: OpenMP threads that spin while waiting hold cores other processes need, and on a
+# small shared machine (CI, a laptop running two jobs) a training step then takes several times longer.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Command name -> module; a module is imported only when its command runs, so `--help` stays fast.
 COMMANDS = {

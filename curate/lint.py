@@ -12,10 +12,9 @@ import re
 from collections import Counter
 
 BOILERPLATE_MIN_IMAGES = 5
-# Camera and upload-tool file names, bare URLs and image file extensions: what alt text holds when
-# nobody wrote one.
+# Camera and upload-tool file names, URLs and image file names: what alt text holds when nobody wrote one.
 _FILE_OR_URL = re.compile(
-    r"(https?://|www\.|\.(jpe?g|png|gif|svg|webp|bmp|tiff?)\b|^(img|dsc|dscn|dcim|pxl|screenshot|image)[-_ ]?\d+)",
+    r"(https?://\S+|www\.\S+|\S+\.(jpe?g|png|gif|svg|webp|bmp|tiff?)\b|\b(img|dsc|dscn|dcim|pxl|screenshot|image)[-_ ]?\d+\S*)",
     re.IGNORECASE,
 )
 SEVERE = ("empty", "file-name or URL-like")
@@ -27,8 +26,11 @@ def lint_caption(caption: str, repeats: int = 1, boilerplate_min: int = BOILERPL
     if not text:
         return ["empty"]
     findings = []
-    if _FILE_OR_URL.search(text):
+    leftover = _FILE_OR_URL.sub("", text).strip(" .,;:-_|/")
+    if not leftover:
         findings.append("file-name or URL-like")
+    elif leftover != text.strip(" .,;:-_|/"):
+        findings.append("contains a URL or file name")
     if len(text.split()) == 1:
         findings.append("one word")
     if repeats >= boilerplate_min:

@@ -21,8 +21,7 @@ from tqdm import tqdm
 
 from curate import alignment
 from curate.protocols import Plan
-from train.augment import crop_flip_params, to_model_input
-from train.models import image_mean_std, image_size_of
+from train.evaluate import encode_images, encode_texts
 
 DEFAULT_VIEWS = 4
 BATCH = 512
@@ -39,27 +38,15 @@ class ModelMeasures:
     text_side: np.ndarray
 
 
-@torch.no_grad()
 def embed_image_views(model, images: torch.Tensor, views: int, seed: int, progress: bool = False) -> torch.Tensor:
     """[N, 3, S, S] uint8 -> normalized [N, views, D]; the same seed gives every model the same crops."""
-    mean, std = image_mean_std(model)
-    size = image_size_of(model)
-    out = []
-    for view in range(views):
-        params = crop_flip_params(len(images), torch.Generator().manual_seed(seed * 1000 + view))
-        chunks = []
-        for start in tqdm(range(0, len(images), BATCH), desc=f"image view {view + 1}/{views}", leave=False,
-                          disable=not progress):
-            batch = to_model_input(images[start:start + BATCH], mean, std, size, params[start:start + BATCH])
-            chunks.append(F.normalize(model.encode_image(batch).float(), dim=-1))
-        out.append(torch.cat(chunks))
+    out = [encode_images(model, images, BATCH, augment=torch.Generator().manual_seed(seed * 1000 + view))
+           for view in tqdm(range(views), desc="image views", leave=False, disable=not progress)]
     return torch.stack(out, dim=1)
 
 
-@torch.no_grad()
 def embed_texts(model, tokens: torch.Tensor) -> torch.Tensor:
-    chunks = [F.normalize(model.encode_text(tokens[s:s + BATCH]).float(), dim=-1) for s in range(0, len(tokens), BATCH)]
-    return torch.cat(chunks) if chunks else torch.zeros(0, 1)
+    return encode_texts(model, tokens, BATCH)
 
 
 def caption_views(table, rows: torch.Tensor, tokenizer):

@@ -71,7 +71,14 @@ def read_tar_shard(root: Path, shard: str) -> Iterator[RawSample]:
                     count += 1
                     parts = {}
                 key = member_key
-                parts[ext] = archive.extractfile(member).read()
+                data = archive.extractfile(member).read()
+                if len(data) != member.size:
+                    raise tarfile.ReadError(f"{member.name} has {len(data)} of its {member.size} bytes")
+                parts[ext] = data
+            # tarfile's stream mode takes a file cut at a header boundary for a complete archive; a whole
+            # archive ends with two zero blocks after its last member.
+            if path.stat().st_size < archive.offset + 2 * tarfile.BLOCKSIZE:
+                raise tarfile.ReadError("no end-of-archive marker")
     except (tarfile.TarError, EOFError, OSError) as error:
         if key is not None:
             yield RawSample(key=key, problem=f"{path.name} ends inside this sample (truncated tar)")

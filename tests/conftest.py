@@ -7,7 +7,11 @@ folders as read-only: other tests share them; write outputs to your own tmp_path
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Before any test module loads torch: spinning OpenMP threads slow everything down on 2 shared cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 

@@ -68,7 +68,7 @@ def test_round_trip_keeps_bytes_keys_captions_and_metadata(make_synthetic, tmp_p
 
 @pytest.mark.parametrize("fmt", ["webdataset", "files"])
 def test_metadata_parquet_and_stats_describe_the_written_shards(make_synthetic, tmp_path, fmt):
-    dataset = open_dataset(make_synthetic(n=60, fmt=fmt, inject=0.0, seed=2))
+    dataset = open_dataset(make_synthetic(n=60, fmt=fmt, inject=0.1, seed=1))
     write_dataset(dataset, tmp_path / "copy", _decide_every_third, progress=False)
     copy = open_dataset(tmp_path / "copy")
     for shard in copy.shards:
@@ -83,7 +83,7 @@ def test_metadata_parquet_and_stats_describe_the_written_shards(make_synthetic, 
 
 
 def test_writes_are_atomic_and_refuse_to_clobber(make_synthetic, tmp_path):
-    dataset = open_dataset(make_synthetic(n=30, fmt="webdataset", inject=0.0, seed=3))
+    dataset = open_dataset(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1))
     write_dataset(dataset, tmp_path / "copy", lambda s: Keep(), progress=False)
     with pytest.raises(UsageError, match="already exists"):
         write_dataset(dataset, tmp_path / "copy", lambda s: Keep(), progress=False)
@@ -94,7 +94,7 @@ def test_writes_are_atomic_and_refuse_to_clobber(make_synthetic, tmp_path):
     with pytest.raises(RuntimeError):
         write_dataset(dataset, tmp_path / "copy", explode, overwrite=True, progress=False)
     # the failed rewrite left the earlier copy whole and no temporary folders behind
-    assert len(list(open_dataset(tmp_path / "copy").samples())) == 30
+    assert len(list(open_dataset(tmp_path / "copy").samples())) == 60
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
 
 
@@ -118,7 +118,7 @@ def _write_tar(path, members):
 def damaged(make_synthetic, tmp_path):
     """A webdataset copy whose first shard has one sample broken in each way a download can break."""
     folder = tmp_path / "damaged"
-    shutil.copytree(make_synthetic(n=60, fmt="webdataset", inject=0.0, seed=4), folder)
+    shutil.copytree(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1), folder)
     first = sorted(folder.glob("*.tar"))[0]
     members = _tar_members(first)
     keys = list(dict.fromkeys(name.split(".")[0] for name, _ in members))
@@ -172,7 +172,7 @@ def test_manifest_records_unreadable_samples(damaged, tmp_path):
 
 def test_truncated_tar_keeps_what_precedes_the_cut_and_names_the_rest(make_synthetic, tmp_path):
     folder = tmp_path / "truncated"
-    shutil.copytree(make_synthetic(n=60, fmt="webdataset", inject=0.0, seed=5), folder)
+    shutil.copytree(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1), folder)
     first = sorted(folder.glob("*.tar"))[0]
     listed = {k for k, st in zip(*pq.read_table(first.with_suffix(".parquet"), columns=["key", "status"]).to_pydict().values()) if st == "success"}
     data = first.read_bytes()

@@ -102,7 +102,7 @@ def test_bad_requests_get_one_line_errors(make_synthetic, tmp_path, capsys, extr
 
 
 def test_identical_captions_are_refused(make_synthetic, tmp_path, capsys):
-    source = open_dataset(make_synthetic(n=60, fmt="webdataset", inject=0.0, seed=13))
+    source = open_dataset(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1))
     same = tmp_path / "same"
     write_dataset(source, same, lambda s: Keep(caption="clip art", captions=[]), progress=False)
     assert cli.main(["flag", "--data", str(same), "--epochs", "1", "--no-progress"]) == 2

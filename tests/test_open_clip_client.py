@@ -20,7 +20,7 @@ WRAPPER = (
 
 
 def test_open_clip_trainer_reads_our_webdataset_copy(make_synthetic, tmp_path):
-    dataset = open_dataset(make_synthetic(n=60, fmt="webdataset", inject=0.0, seed=7))
+    dataset = open_dataset(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1))
     result = write_dataset(dataset, tmp_path / "copy",
                            lambda s: Remove("test") if s.key.endswith("0") else Keep(), progress=False)
     kept = result.counts["kept"]
