@@ -36,11 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=DEFAULTS.lr)
     parser.add_argument("--wd", type=float, default=DEFAULTS.wd, help="AdamW weight decay")
     parser.add_argument("--warmup", type=int, default=DEFAULTS.warmup, help="warm-up steps")
-    parser.add_argument("--text-noise", type=float, default=0.0, metavar="SIGMA",
-                        help="Gaussian noise on text embeddings in training (the paper's sweet spot: 0.15)")
-    parser.add_argument("--image-aug", action="store_true", help="random resized crop (0.7-1) + flip")
-    parser.add_argument("--caption-sampling", action="store_true",
-                        help="samples with several captions contribute one drawn per epoch")
+    parser.add_argument("--text-noise", type=float, default=None, metavar="SIGMA",
+                        help="Gaussian noise on text embeddings in training (the paper's sweet spot: 0.15); "
+                             "default: the data's mitigation.json, else 0")
+    parser.add_argument("--image-aug", action=argparse.BooleanOptionalAction, default=None,
+                        help="random resized crop (0.7-1) + flip; default: the data's mitigation.json, else off")
+    parser.add_argument("--caption-sampling", action=argparse.BooleanOptionalAction, default=None,
+                        help="samples with several captions contribute one drawn per epoch; "
+                             "default: the data's mitigation.json, else off")
     parser.add_argument("--loss", choices=LOSSES, default=DEFAULTS.loss)
     parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision)
     parser.add_argument("--grad-clip", type=float, default=DEFAULTS.grad_clip, help="max gradient norm (0: off)")
@@ -66,12 +69,21 @@ def read_keys(path: str) -> list:
     return keys
 
 
+def mitigation_settings(args: argparse.Namespace) -> dict:
+    """Training-time settings: an option given on the command line wins over the data's mitigation.json."""
+    from mitigation.recipe import training_overrides
+
+    recipe = training_overrides(args.data)
+    given = {"text_noise_sigma": args.text_noise, "image_aug": args.image_aug, "caption_sampling": args.caption_sampling}
+    return {name: value if value is not None else recipe[name] for name, value in given.items()}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    settings = mitigation_settings(args)
     try:
         return TrainConfig(model=args.model, pretrained=args.pretrained, epochs=args.epochs,
                            batch_size=args.batch_size, lr=args.lr, wd=args.wd, warmup=args.warmup, seed=args.seed,
-                           text_noise_sigma=args.text_noise, image_aug=args.image_aug,
-                           caption_sampling=args.caption_sampling, loss=args.loss, grad_clip=args.grad_clip or None,
+                           **settings, loss=args.loss, grad_clip=args.grad_clip or None,
                            precision=args.precision, device=args.device, image_size=args.image_size)
     except ValueError as error:
         raise UsageError(str(error)) from None
