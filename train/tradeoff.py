@@ -27,6 +27,8 @@ from train import tradeoff_report
 
 DEFAULT_STRATEGIES = "baseline,text-aug,multi-caption,text-noise,remove"
 QUICK = {"samples": 1500, "epochs": 5, "seeds": 2}
+# `remove` with no amount removes the paper's ~100 most memorized pairs.
+REMOVE_DEFAULT = {"count": 100}
 # Utility metrics reported per run (train.evaluate names); the plot's y axis is the first.
 UTILITY = ["linear_probe_acc", "zeroshot_words_acc", "i2t_r1_caption", "i2t_r5_caption"]
 
@@ -141,8 +143,11 @@ def _mitigated_copy(data, spec: StrategySpec, settings: dict, out: Path, progres
     from mitigation.strategies import mitigate
 
     options = dict(spec.options)
-    if "remove" in spec.names and settings.get("scores") and "scores" not in options:
-        options["scores"] = settings["scores"]
+    if "remove" in spec.names:
+        if not {"count", "frac", "threshold"} & set(options):
+            options.update(REMOVE_DEFAULT)
+        if settings.get("scores") and "scores" not in options:
+            options["scores"] = settings["scores"]
     try:
         result = mitigate(data, spec.names, Options(progress=progress, **options),
                           out=out / "data" / spec.label.replace(":", "_").replace("=", "-"), overwrite=True)

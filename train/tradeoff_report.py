@@ -79,14 +79,14 @@ def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
     summary = summarize(rows)
     front = set(pareto_front(summary, utility))
     figure, axis = plt.subplots(figsize=(6.4, 4.6))
-    for name, row in summary.iterrows():
+    for index, (name, row) in enumerate(summary.iterrows()):
         on_front = name in front
         axis.errorbar(row["memorization_mean"], row[f"{utility}_mean"],
                       xerr=np.nan_to_num(row["memorization_std"]), yerr=np.nan_to_num(row[f"{utility}_std"]),
                       fmt="o", markersize=8 if on_front else 6, capsize=3,
                       color="#d0452f" if on_front else "#4a7bd0")
         axis.annotate(name, (row["memorization_mean"], row[f"{utility}_mean"]), textcoords="offset points",
-                      xytext=(6, 6), fontsize=8)
+                      xytext=(6, 6 if index % 2 == 0 else -12), fontsize=8)  # alternate: close points stay legible
     ordered = summary.loc[sorted(front, key=lambda n: summary.loc[n, "memorization_mean"])]
     axis.plot(ordered["memorization_mean"], ordered[f"{utility}_mean"], "--", color="#d0452f", linewidth=1,
               label="Pareto front")
