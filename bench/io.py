@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 REWRITE = """
-import hashlib, json, resource, shutil, sys, time
+import hashlib, json, shutil, sys, time
 from curate.dataset import open_dataset
 from curate.writer import Keep, Remove, write_dataset
 src, out, verify = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
@@ -30,18 +30,18 @@ def decide(sample):
 start = time.perf_counter()
 result = write_dataset(open_dataset(src), out, decide, progress=False, verify_images=verify)
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "counts": result.counts}))
+peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"seconds": seconds, "peak_mib": int(peak) / 1024, "counts": result.counts}))
 """
 
 COPY = """
-import json, resource, shutil, sys, time
+import json, shutil, sys, time
 src, out = sys.argv[1], sys.argv[2]
 shutil.rmtree(out, ignore_errors=True)
 start = time.perf_counter()
 shutil.copytree(src, out)
-print(json.dumps({"seconds": time.perf_counter() - start,
-                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_mib": int(peak) / 1024}))
 """
 
 
