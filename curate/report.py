@@ -32,6 +32,7 @@ h1{font-size:1.4em} table.summary td{padding:2px 10px}
 .caption{font-weight:600;margin:6px 0;word-break:break-word}
 .key{color:#666;font-size:.8em} .reasons{color:#a00;font-size:.85em} .scores{font-size:.8em;color:#333}
 .injected{outline:3px solid #e69500}
+.histogram{max-width:100%;height:auto}
 """
 
 
@@ -93,8 +94,10 @@ def render_report(flagged_rows: list, thumbnails: dict, histogram: str, summary_
         f"<style>{STYLE}</style></head><body>"
         "<h1>Flagged image-caption pairs</h1>"
         f"<table class='summary'>{summary}</table>"
-        f"<h2>Score distributions</h2><img src='{histogram}' alt='score histograms'>"
-        f"<h2>{len(flagged_rows)} flagged pairs, most suspect first</h2><div class='grid'>{cards}</div>"
+        f"<h2>Score distributions</h2><img class='histogram' src='{histogram}' alt='score histograms'>"
+        f"<h2>{len(flagged_rows)} flagged pairs, most suspect first</h2>"
+        "<p>An orange frame marks a known injected swap (ground truth recorded in the data), where there is one.</p>"
+        f"<div class='grid'>{cards}</div>"
         "</body></html>"
     )
 
