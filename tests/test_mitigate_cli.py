@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -11,7 +9,7 @@ import cli
 from curate.dataset import open_dataset
 from curate.manifest import read_manifest
 from mitigation.recipe import training_overrides
-from test_open_clip_client import TINY_CONFIG, WRAPPER
+from test_open_clip_client import train_with_open_clip
 
 
 @pytest.fixture(scope="module")
@@ -104,18 +102,5 @@ def test_open_clip_trains_on_the_expanded_copy(make_synthetic, tmp_path):
     expanded = tmp_path / "multi.expanded"
     records = sum(json.loads((expanded / "sizes.json").read_text()).values())
     assert records >= 3 * 24
-    shards = sorted(p.stem for p in expanded.glob("*.tar"))
-    config = tmp_path / "tinytest.json"
-    config.write_text(json.dumps(TINY_CONFIG))
-    train_data = str(expanded / f"{{{shards[0]}..{shards[-1]}}}.tar")
-    run = subprocess.run(
-        [sys.executable, "-c", WRAPPER, str(config),
-         "--dataset-type", "webdataset", "--train-data", train_data, "--train-num-samples", str(records),
-         "--batch-size", "16", "--epochs", "1", "--device", "cpu", "--precision", "fp32", "--workers", "1",
-         "--model", "tinytest", "--logs", str(tmp_path / "logs"), "--name", "run", "--lr", "1e-4",
-         "--warmup", "1", "--report-to", ""],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "Contrastive_loss" in (tmp_path / "logs" / "run" / "out.log").read_text()
-    assert (tmp_path / "logs" / "run" / "checkpoints" / "epoch_1.pt").exists()
+    log = train_with_open_clip(expanded, records, tmp_path, batch_size=16)
+    assert "Contrastive_loss" in log
