@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 FORMS = ("contrastive", "cosine", "loss")
 
@@ -48,7 +47,7 @@ def loss_alignment(image_views: torch.Tensor, caption_views: torch.Tensor, capti
     loss_i = torch.logsumexp(torch.cat([positive[..., None], image_to_text], -1), -1) - positive
     loss_t = torch.logsumexp(torch.cat([positive[..., None], text_to_image], -1), -1) - positive
     per_caption = -(loss_i + loss_t).mean(dim=1) / 2                     # [M]
-    return _mean_by_owner(per_caption, caption_owner, image_views.shape[0])
+    return caption_means(per_caption, caption_owner, image_views.shape[0])
 
 
 def view_agreement(views: torch.Tensor) -> torch.Tensor:
@@ -62,23 +61,18 @@ def view_agreement(views: torch.Tensor) -> torch.Tensor:
 
 def caption_agreement(caption_views: torch.Tensor, caption_owner: torch.Tensor, n_samples: int) -> torch.Tensor:
     """view_agreement for caption views whose count differs per sample (NaN where a sample has one)."""
-    sums = torch.zeros(n_samples, caption_views.shape[1]).index_add_(0, caption_owner, caption_views)
-    counts = torch.bincount(caption_owner, minlength=n_samples).float()
+    sums, counts = _sum_by_owner(caption_views, caption_owner, n_samples)
     agreement = ((sums * sums).sum(-1) - counts) / (counts * (counts - 1))
     return torch.where(counts > 1, agreement, torch.full_like(agreement, float("nan")))
 
 
 def caption_means(caption_views: torch.Tensor, caption_owner: torch.Tensor, n_samples: int) -> torch.Tensor:
-    sums = torch.zeros(n_samples, caption_views.shape[1]).index_add_(0, caption_owner, caption_views)
-    counts = torch.bincount(caption_owner, minlength=n_samples).clamp(min=1).float()
-    return sums / counts[:, None]
+    """Mean of each sample's rows ([M, D] or [M]) -> [N, D] or [N]; a sample with no rows gets zeros."""
+    sums, counts = _sum_by_owner(caption_views, caption_owner, n_samples)
+    counts = counts.clamp(min=1)
+    return sums / (counts[:, None] if sums.dim() > 1 else counts)
 
 
-def _mean_by_owner(values: torch.Tensor, owner: torch.Tensor, n_samples: int) -> torch.Tensor:
-    sums = torch.zeros(n_samples).index_add_(0, owner, values)
-    counts = torch.bincount(owner, minlength=n_samples).clamp(min=1).float()
-    return sums / counts
-
-
-def normalize_rows(x: torch.Tensor) -> torch.Tensor:
-    return F.normalize(x.float(), dim=-1)
+def _sum_by_owner(values: torch.Tensor, owner: torch.Tensor, n_samples: int) -> tuple:
+    sums = torch.zeros((n_samples,) + tuple(values.shape[1:])).index_add_(0, owner, values)
+    return sums, torch.bincount(owner, minlength=n_samples).float()
