@@ -77,9 +77,13 @@ class Dataset:
                 if wanted is None or record.key in wanted:
                     yield record
 
-    def shard_records(self, shard: str, verify_images: bool = True) -> Iterator[Union[Sample, Unreadable]]:
-        """One shard's samples and unreadable entries; keys that the metadata lists but the shard lacks count too."""
-        listed = self.listed_success_keys(shard)
+    def shard_records(self, shard: str, verify_images: bool = True,
+                      metadata=None) -> Iterator[Union[Sample, Unreadable]]:
+        """One shard's samples and unreadable entries; keys that the metadata lists but the shard lacks count too.
+
+        `metadata`: the shard's table from `metadata(shard)`, when the caller has read it already.
+        """
+        listed = success_keys(metadata if metadata is not None else self.metadata(shard))
         found = set()
         shard_problem = ""
         for raw in shard_formats.read_shard(self.path, self.format, shard):
@@ -108,10 +112,7 @@ class Dataset:
             raise DataError(f"{path}: cannot read the metadata parquet ({error}); re-download this shard") from None
 
     def listed_success_keys(self, shard: str) -> set:
-        table = self.metadata(shard)
-        if table is None or "key" not in table.column_names or "status" not in table.column_names:
-            return set()
-        return {k for k, s in zip(table.column("key").to_pylist(), table.column("status").to_pylist()) if s == "success"}
+        return success_keys(self.metadata(shard))
 
     def stats(self, shard: str) -> dict:
         """The shard's NNNNN_stats.json as img2dataset wrote it ({} if absent or unreadable)."""
@@ -120,6 +121,14 @@ class Dataset:
             return json.loads(path.read_text())
         except (OSError, ValueError):
             return {}
+
+
+def success_keys(metadata) -> set:
+    """Keys a shard's metadata table lists as downloaded (empty without a table or its columns)."""
+    if metadata is None or "key" not in metadata.column_names or "status" not in metadata.column_names:
+        return set()
+    keys, statuses = metadata.column("key").to_pylist(), metadata.column("status").to_pylist()
+    return {k for k, status in zip(keys, statuses) if status == "success"}
 
 
 def without_duplicates(records: Iterable, seen: dict) -> Iterator[Union[Sample, Unreadable]]:

@@ -128,7 +128,7 @@ def _write_shard(dataset: Dataset, shard: str, staging: Path, decide, verify_ima
     writer = _shard_writer(dataset.format, staging, shard, schema)
     manifest_rows, meta_rows = [], []
     try:
-        records = dataset.shard_records(shard, verify_images=verify_images)
+        records = dataset.shard_records(shard, verify_images=verify_images, metadata=metadata)
         for record in without_duplicates(records, seen_keys):
             if isinstance(record, Unreadable):
                 manifest_rows.append(manifest_io.row(record.key, shard, "unreadable", record.reason))
