@@ -21,7 +21,7 @@ $(STAMPS)/system-data: scripts/install_system_data.sh
 	@touch $@
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q
 
 # The whole path on the built-in dataset: build it (5 % swapped captions as ground truth), flag,
 # write a cleaned copy, and retrain under each strategy (quick mode).

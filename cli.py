@@ -11,23 +11,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
-# Before torch loads: OpenMP threads that spin while waiting hold cores other processes need, and on a
-# small shared machine (CI, a laptop running two jobs) a training step then takes several times longer.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from dataio.errors import DataError, UsageError
 
-# Command name -> module; a module is imported only when its command runs, so `--help` stays fast.
-COMMANDS = {
-    "demo-data": "curate.demo",
-    "inspect": "curate.inspect",
-    "train": "train.cli_train",
-    "evaluate": "train.cli_evaluate",
-    "flag": "curate.flag",
-    "mitigate": "mitigation.cli",
-    "tradeoff": "train.tradeoff",
-}
+# Command name -> module commands/cmd_<name>.py (dashes as underscores); a module is imported only when its
+# command runs, so `--help` stays fast.
+COMMANDS = ("demo-data", "inspect", "train", "evaluate", "flag", "mitigate", "tradeoff")
 
 HELP = {
     "demo-data": "build the built-in laion_subset (Open Clip Art via a local server and img2dataset)",
@@ -49,13 +39,15 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         child = sub.add_parser(name, help=HELP[name], description=HELP[name],
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         if name == command:
-            importlib.import_module(COMMANDS[name]).add_arguments(child)
+            command_module(name).add_arguments(child)
     return parser
 
 
-def main(argv: list | None = None) -> int:
-    from curate.errors import DataError, UsageError
+def command_module(name: str):
+    return importlib.import_module("commands.cmd_" + name.replace("-", "_"))
 
+
+def main(argv: list | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
@@ -64,7 +56,7 @@ def main(argv: list | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return importlib.import_module(COMMANDS[args.command]).run(args)
+        return command_module(args.command).run(args)
     except (UsageError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -11,7 +11,6 @@ the cumulative sample loss of one training run on all the data (csl alone, Ravik
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,25 +18,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cli  # noqa: E402
+import curate  # noqa: E402
 from curate.detection import detection_metrics  # noqa: E402
+from train.config import TrainConfig  # noqa: E402
+from train.data import load_table  # noqa: E402
+from train.loop import train_clip  # noqa: E402
 
 
-def run_flag(data: str, out: Path, extra: list) -> dict:
+def run_flag(data: str, out: Path, **settings) -> dict:
     started = time.time()
-    if cli.main(["flag", "--data", data, "--out", str(out), *extra]) != 0:
-        raise SystemExit(f"flag failed for {out}")
-    summary = json.loads((out / "summary.json").read_text())
+    summary = curate.flag(data, out, **settings).summary
     summary["wall_s"] = round(time.time() - started, 1)
     return summary
 
 
 def csl_alone(data: str, epochs: int, seed: int) -> dict:
     """One training run on every key; the per-sample losses it records are the whole score."""
-    from train.config import TrainConfig
-    from train.data import load_table
-    from train.loop import train_clip
-
     table = load_table(data)
     started = time.time()
     result = train_clip(table, table.keys, TrainConfig(epochs=epochs, seed=seed))
@@ -66,10 +62,8 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/clipmem-bench-flag")
     args = parser.parse_args()
     work = Path(args.work)
-    common = ["--epochs", str(args.epochs), "--seed", str(args.seed)]
-
-    kfold = run_flag(args.data, work / "kfold", common + ["--folds", str(args.folds)])
-    paper = run_flag(args.data, work / "paper", common + ["--protocol", "paper"])
+    kfold = run_flag(args.data, work / "kfold", epochs=args.epochs, seed=args.seed, folds=args.folds)
+    paper = run_flag(args.data, work / "paper", epochs=args.epochs, seed=args.seed, protocol="paper")
     alone = csl_alone(args.data, args.epochs, args.seed)
 
     print_detection(f"kfold, K={args.folds}: every score on all {kfold['scored']} samples", kfold["detection"])

@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 REWRITE = """
 import hashlib, json, shutil, sys, time
-from curate.dataset import open_dataset
-from curate.writer import Keep, Remove, write_dataset
+from dataio.reader import open_dataset
+from dataio.writer import Keep, Remove, write_dataset
 src, out, verify = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 shutil.rmtree(out, ignore_errors=True)
 def decide(sample):
@@ -54,7 +54,7 @@ def measure(script: str, *args: str) -> dict:
 
 def ensure_dataset(path: Path, n: int) -> Path:
     if not path.exists():
-        from curate.demo import build_demo
+        from demo.build import build_demo
 
         print(f"building a {n}-sample synthetic webdataset in {path} (once) ...", flush=True)
         build_demo(path, n=n, image_size=64, seed=0, source="synthetic", output_format="webdataset")

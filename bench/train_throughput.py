@@ -16,10 +16,6 @@ decoding. Targets: ours / open_clip >= 1.0, ours / pure compute >= 0.85.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as train/__init__.py does, before torch loads
-
 import argparse
 import re
 import statistics
@@ -32,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import dataio  # noqa: E402,F401  (first: it sets the OpenMP policy before torch loads)
 import torch  # noqa: E402
 
 from train.config import TrainConfig  # noqa: E402
@@ -103,7 +100,7 @@ def open_clip_trainer(data: Path, model_name: str, batch_size: int, samples: int
 def ensure_data(path: Path, samples: int) -> Path:
     if path.exists():
         return path
-    from curate.demo import build_demo
+    from demo.build import build_demo
 
     print(f"building a synthetic dataset of {samples} samples in {path} (once)", file=sys.stderr)
     return build_demo(path, n=samples, source="synthetic", image_size=64, processes=2, progress=False)

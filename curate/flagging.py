@@ -14,7 +14,7 @@ import pandas as pd
 
 from curate.detection import detection_metrics, top_fraction_mask
 from curate.lint import caption_repeats, is_severe, lint_captions
-from curate.scores import RANKINGS, add_rankings, minmax
+from curate.rankings import RANKINGS, add_rankings, minmax
 
 # A measurement in its own top tenth is worth naming as a reason.
 REASON_PERCENTILE = 0.9
@@ -55,6 +55,12 @@ def select_flagged(frame: pd.DataFrame, top_frac: float | None, threshold: float
         by_score = top_fraction_mask(frame["score"].to_numpy(), top_frac or 0.0)
     severe = frame["lint"].map(lambda text: is_severe(text.split("; ")) if text else False).to_numpy()
     return pd.Series(by_score | severe, index=frame.index)
+
+
+def flagged_first(frame: pd.DataFrame) -> pd.DataFrame:
+    """The flagged rows, most suspect first; ties in score broken by key, so the order is the same every run."""
+    flagged = frame[frame["flagged"]]
+    return flagged.sort_values(["score", "key"], ascending=[False, True], kind="mergesort")
 
 
 def reasons(frame: pd.DataFrame) -> pd.Series:

@@ -3,10 +3,12 @@
 Everything is batched inference over the whole set: image views and caption views are embedded once
 per model, and the alignment forms of curate.alignment turn them into one number per sample.
 
-Example:
-    >>> from curate.memorization import measure_model, combine_models
-    >>> per_model = [measure_model(model, table, plan.scored, m.negative_keys) for model, m in zip(models, plan.models)]  # doctest: +SKIP
-    >>> scores = combine_models(per_model, plan, form="contrastive")                                   # doctest: +SKIP
+Usage (`models`: (model, tokenizer) pairs that curate.reference_models trained for `plan`):
+
+    per_model = [measure_model(model, tokenizer, table, plan.scored, m.negative_keys)
+                 for (model, tokenizer), m in zip(models, plan.models)]
+    scores = combine_models(per_model, plan, form="contrastive")
+    list(scores.columns)   # ['key', 'group', 'align_f', 'align_g', 'clipmem_raw', 'image_mem', 'text_mem']
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def cumulative_losses(csl_per_model: list, plan: Plan) -> np.ndarray:
 def single_caption_views(table, scored_keys: list, seed: int) -> dict:
     """A lightly edited second caption (EDA random deletion) for samples that have only one, so the
     text-side measure has two caption views everywhere."""
-    from mitigation.text_aug import random_deletion
+    from train.eda import random_deletion
 
     views = {}
     for key, row in zip(scored_keys, table.rows(scored_keys).tolist()):

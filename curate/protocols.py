@@ -1,4 +1,4 @@
-"""Which keys each reference model trains on, under the two CLIPMem protocols of DESIGN.md.
+"""Which keys each reference model trains on, under the two CLIPMem protocols.
 
 kfold (default): K folds; model k trains on every fold but k. A key in fold k gets A_g from model k and
 A_f from the mean of the other K-1 models, so K trainings score every key exactly once.
@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curate.errors import UsageError
+from dataio.errors import UsageError
 
+PROTOCOLS = ("kfold", "paper")
 MIN_PER_FOLD = 2
 NEGATIVES_MAX = 512
 PAPER_FRACTIONS = {"candidates": 0.1, "independent": 0.1, "negatives": 0.05}

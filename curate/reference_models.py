@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from curate.errors import UsageError
+from dataio.atomic import write_parquet, write_text
+from dataio.errors import UsageError
 from curate.protocols import ModelPlan, Plan
 from train.config import TrainConfig
 from train.loop import train_clip
@@ -72,9 +73,7 @@ def _write_plan(plan: Plan, config: TrainConfig, path: Path) -> None:
         "groups": plan.groups,
         "models": [{"name": m.name, "train_keys": m.train_keys, "negative_keys": m.negative_keys} for m in plan.models],
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    write_text(path, json.dumps(data))
 
 
 def plan_from_json(data: dict) -> Plan:
@@ -83,9 +82,7 @@ def plan_from_json(data: dict) -> Plan:
 
 
 def _write_csl(losses: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pd.DataFrame({"key": list(losses), "csl": list(losses.values())}).to_parquet(tmp, index=False)
-    tmp.replace(path)
+    write_parquet(path, pd.DataFrame({"key": list(losses), "csl": list(losses.values())}))
 
 
 def _read_csl(path: Path) -> dict:

@@ -1,0 +1,11 @@
+"""Mitigation strategies by name, written as datasets plus a training recipe, and the trade-off loop.
+
+    mitigation.mitigate(data, strategies, ...) -> MitigationResult   (mitigation.strategies)
+    mitigation.tradeoff(data, strategies, ...) -> TradeoffResult     (mitigation.tradeoff)
+"""
+
+import dataio  # noqa: F401  (sets the OpenMP policy before torch loads)
+from mitigation.strategies import MitigationResult, mitigate  # noqa: E402
+from mitigation.tradeoff import TradeoffResult, tradeoff  # noqa: E402
+
+__all__ = ["mitigate", "MitigationResult", "tradeoff", "TradeoffResult"]

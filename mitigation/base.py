@@ -7,7 +7,7 @@ first (None: captions unchanged). Steps of a combined run are chained by `combin
 sample as the previous ones left it; the first removal wins.
 
 Example:
-    >>> from curate.writer import Keep
+    >>> from dataio.writer import Keep
     >>> shout = Step("shout", decide=lambda s: Keep(captions=s.captions + [s.caption.upper()], reason="+1"))
     >>> sample = Sample("k", b"", "png", "a dog", ["a dog"], {}, "00000")
     >>> combine([shout])(sample)
@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
-from curate.dataset import Sample
-from curate.writer import Decision, Keep, Remove
-
-# The training loop's defaults: a recipe's `training` section says where a mitigation departs from them.
-TRAINING_DEFAULTS = {"text_noise_sigma": 0.0, "image_aug": False, "caption_sampling": False}
+from dataio.reader import Sample
+from dataio.recipe import RECIPE_VERSION, TRAINING_DEFAULTS
+from dataio.writer import Decision, Keep, Remove
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class Options:
     caption_fields: tuple = ()
     min_captions: int = 0
     scores: Optional[str] = None
-    by: str = "default"
+    by: str = "combined"
     count: Optional[int] = None
     frac: Optional[float] = None
     threshold: Optional[float] = None
@@ -87,3 +86,36 @@ def combine(steps: list) -> Callable[[Sample], Decision]:
 
 def count(step: Step, name: str, amount: int = 1) -> None:
     step.stats[name] = step.stats.get(name, 0) + amount
+
+
+def training_section(steps: list, inherited: dict | None = None) -> dict:
+    """The training keys of a run: the input's own recipe settings, then each step's, the later winning.
+
+    >>> training_section([Step("text-noise", training={"text_noise_sigma": 0.15})], {"image_aug": True})
+    {'text_noise_sigma': 0.15, 'image_aug': True, 'caption_sampling': False}
+    """
+    training = dict(TRAINING_DEFAULTS)
+    training.update({k: v for k, v in (inherited or {}).items() if k in TRAINING_DEFAULTS})
+    for step in steps:
+        training.update(step.training)
+    return training
+
+
+def build_recipe(steps: list, source, source_format: str, output, counts: dict | None = None,
+                 inherited: dict | None = None, command: str = "") -> dict:
+    """The recipe as a dict. `inherited` is the source folder's own recipe ({} if none): chained
+    mitigations keep the earlier training settings and say where they came from."""
+    recipe = {
+        "version": RECIPE_VERSION,
+        "strategies": [step.recipe_entry() for step in steps],
+        "source": {"path": str(Path(source).resolve()), "format": source_format},
+        "output": str(Path(output).resolve()),
+        "counts": counts or {},
+        "training": training_section(steps, (inherited or {}).get("training")),
+    }
+    if inherited:
+        recipe["source"]["recipe"] = {"strategies": [s.get("name") for s in inherited.get("strategies", [])],
+                                      "source": inherited.get("source", {}).get("path")}
+    if command:
+        recipe["command"] = command
+    return recipe

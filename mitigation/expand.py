@@ -24,10 +24,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from curate.dataset import Unreadable, open_dataset
-from curate.errors import UsageError
-from curate.shard_formats import TarShardWriter, temporary_name, write_parquet_atomic
-from mitigation.recipe import read_recipe, write_recipe
+from dataio.reader import Unreadable, open_dataset
+from dataio.errors import UsageError
+from dataio.atomic import temporary_name, write_json
+from dataio.formats import TarShardWriter, write_parquet_atomic
+from dataio.recipe import read_recipe, write_recipe
 
 EXPANDED_SUFFIX = ".expanded"
 
@@ -85,9 +86,9 @@ def expand_captions(data_dir, out, overwrite: bool = False, progress: bool = Tru
             writer.close()
             metadata = dataset.metadata(shard)
             write_parquet_atomic(rows, metadata.schema if metadata is not None else None, staging / f"{shard}.parquet")
-            _write_json(staging / f"{shard}_stats.json", _stats(len(rows), started))
+            write_json(staging / f"{shard}_stats.json", _stats(len(rows), started), indent=4)
             sizes[f"{shard}.tar"] = len(rows)
-        _write_json(staging / "sizes.json", sizes)
+        write_json(staging / "sizes.json", sizes, indent=4)
         recipe = read_recipe(dataset.path)
         if recipe:
             recipe["training"] = {**recipe.get("training", {}), "caption_sampling": False}
@@ -107,9 +108,3 @@ def _stats(records: int, started: float) -> dict:
     return {"count": records, "successes": records, "failed_to_download": 0, "failed_to_resize": 0,
             "duration": ended - started, "start_time": started, "end_time": ended,
             "status_dict": {"success": records} if records else {}}
-
-
-def _write_json(final: Path, data: dict) -> None:
-    tmp = temporary_name(final)
-    tmp.write_text(json.dumps(data, indent=4))
-    tmp.replace(final)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 
-from curate.dataset import Dataset, Sample
-from curate.errors import UsageError
-from curate.writer import Keep
+from dataio.reader import Dataset, Sample
+from dataio.errors import UsageError
+from dataio.writer import Keep
 from mitigation.base import Options, Step, count
-from mitigation.text_aug import augment_caption
+from train.eda import augment_caption
 
 DEFAULT_FIELDS = ("title", "description", "keywords")
 # Fields whose list items are single words: one caption joining them says more than one per word.

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from curate.errors import DataError, UsageError
+from dataio.errors import DataError, UsageError
 
 _HOW_TO = (
     "give a local folder written by save_pretrained() with config.json, the weights and the "
@@ -25,7 +25,7 @@ def load_paraphraser(model_dir: str | Path):
 
     >>> load_paraphraser("/no/such/folder")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    curate.errors.DataError: paraphrase model folder /no/such/folder does not exist; give ...
+    dataio.errors.DataError: paraphrase model folder /no/such/folder does not exist; give ...
     """
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 

@@ -1,13 +1,14 @@
 """`remove`: drop the top-ranked samples of the `flag` command's scores, by count, fraction or threshold.
 
 The scores table (`DIR.clipmem/scores.parquet` beside the dataset unless given) has one row per key;
-`--by` picks the ranking column. Every ranking puts the most suspect first: high CLIPMem, high
-cumulative loss, high default score, and LOW held-out alignment (`clipscore`, removed lowest first
-as CLIP-score filtering does). The paper's finding: removing the ~100 most memorized pairs helps,
+`--by` names a ranking of curate.rankings (the names `flag --method` takes), whose column is read from
+the table. Every ranking puts the most suspect first: high combined score, high CLIPMem, high
+cumulative loss, and LOW held-out alignment (`clipscore`, removed lowest first as CLIP-score
+filtering does). The paper's finding: removing the ~100 most memorized pairs helps,
 removing thousands hurts.
 
 Example:
-    >>> from curate.dataset import open_dataset
+    >>> from dataio.reader import open_dataset
     >>> from mitigation.base import Options
     >>> step = remove_top_scored(open_dataset("laion_subset"), Options(count=100, by="clipmem"))  # doctest: +SKIP
     >>> step.options["cutoff"]                                                                     # doctest: +SKIP
@@ -21,31 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from curate.dataset import Dataset, Sample
-from curate.errors import DataError, UsageError
-from curate.writer import Keep, Remove
+from curate.rankings import RANKINGS, resolve_ranking
+from dataio.errors import DataError, UsageError
+from dataio import paths
+from dataio.reader import Dataset, Sample
+from dataio.writer import Keep, Remove
 from mitigation.base import Options, Step, count
-
-# --by name -> (scores column, True when a HIGH value is suspect)
-RANKINGS = {
-    "default": ("score", True),
-    "clipmem": ("clipmem", True),
-    "clipscore": ("clipscore", False),
-    "csl": ("csl", True),
-    "random": ("random", True),
-}
-SCORES_FOLDER_SUFFIX = ".clipmem"
-SCORES_NAME = "scores.parquet"
-
-
-def default_scores_path(data_dir) -> Path:
-    """`laion_subset` -> `laion_subset.clipmem/scores.parquet`, where `flag` writes it.
-
-    >>> str(default_scores_path("data/laion_subset/"))
-    'data/laion_subset.clipmem/scores.parquet'
-    """
-    data_dir = Path(data_dir).resolve() if Path(data_dir).name in ("", "..") else Path(data_dir)
-    return data_dir.with_name(data_dir.name + SCORES_FOLDER_SUFFIX) / SCORES_NAME
 
 
 def load_scores(path, data_dir, column: str) -> pd.Series:
@@ -111,8 +93,7 @@ def check_amount(options: Options) -> None:
         raise UsageError(f"--frac must be between 0 and 1, got {options.frac}")
     if options.threshold is not None and not math.isfinite(options.threshold):
         raise UsageError(f"--threshold must be a finite number, got {options.threshold}")
-    if options.by not in RANKINGS:
-        raise UsageError(f"--by {options.by}: unknown ranking; choose one of {', '.join(RANKINGS)}")
+    resolve_ranking(options.by)
 
 
 def _describe(options: Options, column: str, high_is_suspect: bool) -> str:
@@ -125,8 +106,9 @@ def _describe(options: Options, column: str, high_is_suspect: bool) -> str:
 def remove_top_scored(dataset: Dataset, options: Options) -> Step:
     """Drop the most suspect samples by `options.by`; exactly one of count, frac, threshold is set."""
     check_amount(options)
-    column, high_is_suspect = RANKINGS[options.by]
-    scores_path = Path(options.scores) if options.scores else default_scores_path(dataset.path)
+    ranking = RANKINGS[resolve_ranking(options.by)]
+    column, high_is_suspect = ranking.column, ranking.high_is_suspect
+    scores_path = Path(options.scores) if options.scores else paths.scores_path(dataset.path)
     values = load_scores(scores_path, dataset.path, column)
     keys = dataset_keys(dataset)
     unscored = keys - set(values.index)

@@ -6,11 +6,10 @@ drops the flagged samples and augments the captions of the rest. Steps run in th
 (removal first, so no work is spent on samples that go), whatever order the names are given in.
 
 Example:
-    >>> from mitigation.strategies import mitigate
-    >>> from mitigation.base import Options
-    >>> result = mitigate("laion_subset", "remove,text-aug", Options(count=100, by="clipmem"))  # doctest: +SKIP
-    >>> result.path, result.counts                                                           # doctest: +SKIP
-    (PosixPath('laion_subset.remove+text-aug'), {'kept': 12, 'changed': 6888, 'removed': 100, 'unreadable': 0})
+    >>> import mitigation
+    >>> result = mitigation.mitigate("laion_subset", "remove,text-aug", count=100, by="clipmem")  # doctest: +SKIP
+    >>> result.path, result.counts                                                              # doctest: +SKIP
+    (PosixPath('laion_subset.remove+text-aug'), {'kept': 0, 'changed': 6779, 'removed': 100, 'unreadable': 0})
 """
 
 from __future__ import annotations
@@ -20,15 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from curate.dataset import open_dataset
-from curate.errors import UsageError
-from curate.writer import write_dataset
-from mitigation import recipe as recipe_io
-from mitigation.base import Options, Step, combine
+from dataio import recipe as recipe_io
+from dataio.errors import UsageError
+from dataio.paths import mitigated_folder
+from dataio.reader import open_dataset
+from dataio.writer import write_dataset
+from mitigation.base import Options, Step, build_recipe, combine
 from mitigation.expand import EXPANDED_SUFFIX, ExpandResult, expand_captions
 from mitigation.multi_caption import gather_captions
 from mitigation.remove import remove_top_scored
-from mitigation.text_aug_strategy import augment_text
+from mitigation.text_aug import augment_text
 from mitigation.training_time import add_text_noise, augment_images
 
 
@@ -84,16 +84,6 @@ def parse_strategies(spec) -> list:
     return names
 
 
-def default_output(data_dir, names: list) -> Path:
-    """`laion_subset` with remove,text-aug -> `laion_subset.remove+text-aug`.
-
-    >>> str(default_output("laion_subset/", ["remove", "text-aug"]))
-    'laion_subset.remove+text-aug'
-    """
-    data_dir = Path(data_dir).resolve() if Path(data_dir).name in ("", "..") else Path(data_dir)
-    return data_dir.with_name(f"{data_dir.name}.{'+'.join(names)}")
-
-
 def check_options(names: list, options: Options) -> None:
     """An option no chosen strategy reads is a mistake (`--count` with text-aug): say so."""
     used = set(GENERAL_OPTIONS).union(*(STRATEGIES[n].options for n in names))
@@ -108,17 +98,20 @@ def prepare_steps(dataset, names: list, options: Options) -> list:
     return [STRATEGIES[name].prepare(dataset, options) for name in ordered]
 
 
-def mitigate(data_dir, strategies, options: Options | None = None, out=None, overwrite: bool = False,
-             expand: bool = False, command: str = "") -> MitigationResult:
-    """Write a mitigated copy of `data_dir` (same format), its manifest and mitigation.json.
+def mitigate(data, strategies, out=None, *, overwrite: bool = False, expand: bool = False, progress: bool = True,
+             command: str = "", **options) -> MitigationResult:
+    """Write a mitigated copy of `data` (same format), its manifest and mitigation.json.
 
-    With `expand`, also write OUT.expanded/: a webdataset with one record per caption.
+    strategies: names from STRATEGIES, a list or comma-separated ("remove,text-aug").
+    options: the strategies' own options by name (count=100, by="clipmem", n_aug=4, sigma=0.15, ...;
+    see Options); one that no chosen strategy reads is a UsageError. With `expand`, also write
+    OUT.expanded/: a webdataset with one record per caption. Default OUT: DATA.S1+S2 beside the data.
     """
-    options = options or Options()
     names = parse_strategies(strategies)
+    options = options_from(options, progress=progress)
     check_options(names, options)
-    dataset = open_dataset(data_dir)
-    out = Path(out) if out else default_output(dataset.path, names)
+    dataset = open_dataset(data)
+    out = Path(out) if out else mitigated_folder(dataset.path, names)
     expanded_out = out.with_name(out.name + EXPANDED_SUFFIX)
     for folder in [out] + ([expanded_out] if expand else []):
         if folder.exists() and not overwrite:
@@ -127,7 +120,7 @@ def mitigate(data_dir, strategies, options: Options | None = None, out=None, ove
     inherited = recipe_io.read_recipe(dataset.path)
 
     def recipe(counts=None):
-        return recipe_io.build_recipe(steps, dataset.path, dataset.format, out, counts, inherited, command)
+        return build_recipe(steps, dataset.path, dataset.format, out, counts, inherited, command)
 
     result = write_dataset(dataset, out, combine(steps), overwrite=overwrite, progress=options.progress,
                            extra_files={recipe_io.RECIPE_NAME: recipe_io.recipe_bytes(recipe())})
@@ -139,7 +132,10 @@ def mitigate(data_dir, strategies, options: Options | None = None, out=None, ove
     return MitigationResult(out, result.counts, result.manifest_path, recipe_path, final, expanded)
 
 
-def options_from(values: dict) -> Options:
-    """Options from a dict with extra entries ignored (argparse's namespace, a config file)."""
-    names = {f.name for f in dataclasses.fields(Options)}
-    return Options(**{k: v for k, v in values.items() if k in names})
+def options_from(values: dict, progress: bool = True) -> Options:
+    """Options from strategy options by name; an unknown name is a UsageError listing the known ones."""
+    names = {f.name for f in dataclasses.fields(Options)} - GENERAL_OPTIONS
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UsageError(f"unknown strategy option {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return Options(progress=progress, **values)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from curate.errors import UsageError
+from dataio.errors import UsageError
 from mitigation.base import Options, Step
 
 # Past this the text embeddings drown (the paper saw 0.3 already hurt); a typo, most likely.

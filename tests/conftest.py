@@ -7,15 +7,12 @@ folders as read-only: other tests share them; write outputs to your own tmp_path
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-# Before any test module loads torch: spinning OpenMP threads slow everything down on 2 shared cores.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
+import dataio  # noqa: F401  (first: it sets the OpenMP policy before any test module loads torch)
 import pytest
 
-from curate.demo import build_demo
+from demo.build import build_demo
 
 
 @pytest.fixture(scope="session")

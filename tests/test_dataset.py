@@ -11,10 +11,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from curate.dataset import open_dataset
-from curate.errors import DataError, UsageError
-from curate.manifest import read_manifest
-from curate.writer import Keep, Remove, write_dataset
+from dataio.reader import open_dataset
+from dataio.errors import DataError, UsageError
+from dataio.manifest import read_manifest
+from dataio.writer import Keep, Remove, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 
 import cli
-from curate.dataset import open_dataset
-from curate.demo import build_demo, inject_swaps_into
-from curate.demo_source import DARK_GRAY, SourceItem, stage_image
-from curate import demo_source, openclipart
-from curate.errors import DataError, UsageError
-from curate.local_server import serve_folder
-from curate.synthetic import make_item
+from dataio.reader import open_dataset
+from demo.build import build_demo, inject_swaps_into
+from demo.source import DARK_GRAY, SourceItem, stage_image
+from demo import source as demo_source, openclipart
+from dataio.errors import DataError, UsageError
+from demo.local_server import serve_folder
+from demo.synthetic import make_item
 
 
 def samples_by_key(path):

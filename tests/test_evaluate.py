@@ -1,9 +1,5 @@
 """Utility metrics on hand-made cases with known answers; the encoders' contract."""
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP; see train/__init__.py
-
 import open_clip
 import pytest
 import torch

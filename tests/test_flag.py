@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 
 import cli
-from curate.dataset import open_dataset
-from curate.writer import Keep, write_dataset
+import curate
+from dataio.reader import open_dataset
+from dataio.writer import Keep, write_dataset
 
 SCRIPT = "<script>alert(1)</script>"
-FAST = ["--epochs", "12", "--batch-size", "64", "--lr", "1e-3", "--no-progress"]
+FAST = {"epochs": 12, "batch_size": 64, "lr": 1e-3, "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +21,13 @@ def flagged_run(make_synthetic, tmp_path_factory):
     victim = next(iter(source.samples())).key
     data = tmp_path_factory.mktemp("flag") / "shapes"
     write_dataset(source, data, lambda s: Keep(caption=SCRIPT) if s.key == victim else Keep(), progress=False)
-    out = data.with_name("shapes.clipmem")
-    assert cli.main(["flag", "--data", str(data), "--folds", "3", *FAST]) == 0
-    return data, out, victim
+    result = curate.flag(data, folds=3, **FAST)
+    assert result.out == data.with_name("shapes.clipmem")
+    return data, result.out, victim, result
 
 
 def test_kfold_scores_every_key_exactly_once(flagged_run):
-    data, out, _ = flagged_run
+    data, out, _, _ = flagged_run
     scores = pd.read_parquet(out / "scores.parquet")
     keys = {s.key for s in open_dataset(data).samples()}
     assert sorted(scores["key"]) == sorted(keys)
@@ -35,21 +36,26 @@ def test_kfold_scores_every_key_exactly_once(flagged_run):
 
 
 def test_swapped_pairs_are_more_memorized_and_the_default_ranking_beats_random(flagged_run):
-    _, out, _ = flagged_run
+    _, out, _, _ = flagged_run
     scores = pd.read_parquet(out / "scores.parquet")
     assert scores["clipmem"].between(0, 1).all()
     injected = scores["injected"]
-    assert scores.loc[injected, "clipmem_raw"].mean() > scores.loc[~injected, "clipmem_raw"].mean()
+    # measured here: 0.28 against 0.06 (seeds 0 and 1), so twice the clean mean leaves room for any machine
+    assert scores.loc[injected, "clipmem_raw"].mean() > 2 * scores.loc[~injected, "clipmem_raw"].mean()
     detection = json.loads((out / "summary.json").read_text())["detection"]
     assert detection["combined"]["auroc"] >= detection["random"]["auroc"] + 0.2
     assert detection["combined"]["auroc"] >= 0.75
 
 
 def test_outputs_say_why_and_the_report_escapes_captions(flagged_run):
-    _, out, _ = flagged_run
+    _, out, _, result = flagged_run
     scores = pd.read_parquet(out / "scores.parquet")
     flagged = pd.read_parquet(out / "flagged.parquet")
     assert set(flagged["key"]) == set(scores.loc[scores["flagged"], "key"])
+    # the Python API returns what the files hold, the flagged keys most suspect first
+    assert result.flagged_keys == flagged["key"].tolist()
+    assert result.paths["scores"] == out / "scores.parquet" and result.summary["scored"] == len(scores)
+    pd.testing.assert_frame_equal(result.scores.reset_index(drop=True), scores)
     assert len(flagged) >= round(0.05 * len(scores))
     assert (flagged["reasons"].str.len() > 0).all()
     summary = json.loads((out / "summary.json").read_text())
@@ -62,10 +68,11 @@ def test_outputs_say_why_and_the_report_escapes_captions(flagged_run):
 
 
 def test_reuse_trains_nothing_and_reproduces_scores(flagged_run, capsys):
-    data, out, victim = flagged_run
+    data, out, victim, _ = flagged_run
     before = pd.read_parquet(out / "scores.parquet").set_index("key")
     # flag nearly everything so the attack caption is certainly in the gallery
     assert cli.main(["flag", "--data", str(data), "--reuse", "--top-frac", "0.99", "--no-progress"]) == 0
+    assert "report.html" in capsys.readouterr().out
     after = pd.read_parquet(out / "scores.parquet").set_index("key")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["models_trained"] == 0 and summary["settings"]["reused_models"]
@@ -79,8 +86,7 @@ def test_reuse_trains_nothing_and_reproduces_scores(flagged_run, capsys):
 def test_paper_protocol_scores_exactly_the_candidates(make_synthetic, tmp_path):
     data = make_synthetic(n=240, fmt="webdataset", inject=0.1, seed=12)
     out = tmp_path / "paper"
-    assert cli.main(["flag", "--data", str(data), "--out", str(out), "--protocol", "paper",
-                     "--epochs", "2", "--batch-size", "32", "--no-progress"]) == 0
+    curate.flag(data, out, protocol="paper", epochs=2, batch_size=32, progress=False)
     plan = json.loads((out / "models" / "plan.json").read_text())
     scores = pd.read_parquet(out / "scores.parquet")
     candidates = sorted(k for k, group in plan["groups"].items() if group == "candidates")

@@ -2,12 +2,11 @@
 
 import pytest
 
-from curate.dataset import open_dataset
-from curate.manifest import read_manifest
-from curate.writer import Keep, write_dataset
-from mitigation.base import Options
+from dataio.reader import open_dataset
+from dataio.manifest import read_manifest
+from dataio.writer import Keep, write_dataset
 from mitigation.strategies import mitigate
-from mitigation.text_aug import augment_caption
+from train.eda import augment_caption
 from test_text_aug import tiny_t5_dir  # noqa: F401  (a fixture: a tiny random T5 saved locally)
 
 N = 24
@@ -23,7 +22,7 @@ def by_key(path) -> dict:
 
 
 def run(data, out, strategy, **options):
-    return mitigate(data, strategy, Options(progress=False, **options), out=out)
+    return mitigate(data, strategy, out, progress=False, **options)
 
 
 def test_text_aug_appends_augmentations_and_keeps_the_primary_caption(data, tmp_path):

@@ -6,9 +6,9 @@ import shutil
 import pytest
 
 import cli
-from curate.dataset import open_dataset
-from curate.manifest import read_manifest
-from mitigation.recipe import training_overrides
+from dataio.reader import open_dataset
+from dataio.manifest import read_manifest
+from dataio.recipe import training_overrides
 from test_open_clip_client import train_with_open_clip
 
 

@@ -1,11 +1,11 @@
-"""A real client of our output: open_clip's own trainer reads a webdataset copy written by curate.writer."""
+"""A real client of our output: open_clip's own trainer reads a webdataset copy written by dataio.writer."""
 
 import json
 import subprocess
 import sys
 
-from curate.dataset import open_dataset
-from curate.writer import Keep, Remove, write_dataset
+from dataio.reader import open_dataset
+from dataio.writer import Keep, Remove, write_dataset
 
 # Small enough to train a few steps on a CPU in seconds; same config format open_clip ships.
 TINY_CONFIG = {

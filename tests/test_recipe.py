@@ -4,9 +4,8 @@ import json
 
 import pytest
 
-from curate.errors import UsageError
-from mitigation.base import Options
-from mitigation.recipe import RECIPE_NAME, read_recipe, training_overrides
+from dataio.errors import UsageError
+from dataio.recipe import RECIPE_NAME, read_recipe, training_overrides
 from mitigation.strategies import mitigate
 
 DEFAULTS = {"text_noise_sigma": 0.0, "image_aug": False, "caption_sampling": False}
@@ -18,7 +17,7 @@ def data(make_synthetic):
 
 
 def run(data, out, strategy, **options):
-    return mitigate(data, strategy, Options(progress=False, **options), out=out)
+    return mitigate(data, strategy, out, progress=False, **options)
 
 
 def test_text_noise_records_sigma_and_leaves_the_data_alone(data, tmp_path):

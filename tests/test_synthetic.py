@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from curate.synthetic import BACKGROUNDS, COLORS, SHAPES, generate, make_item
+from demo.synthetic import BACKGROUNDS, COLORS, SHAPES, generate, make_item
 
 
 def test_same_seed_gives_identical_items_and_other_seeds_differ():

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from curate.errors import UsageError
-from mitigation.text_aug import (
+from dataio.errors import UsageError
+from train.eda import (
     STOP_WORDS,
     augment_caption,
     augment_captions,
@@ -18,7 +18,7 @@ from mitigation.text_aug import (
     synonyms,
     tokenize,
 )
-from mitigation.wordnet import load_wordnet
+from train.wordnet import load_wordnet
 
 WEB_CAPTION = "Etiquette Icons. icon, sign, etiquette"
 LONG_CAPTION = "A small brown dog sleeps on the red sofa near a big window. pet, animal, home"
@@ -124,7 +124,7 @@ def test_augment_is_deterministic_per_seed_and_key():
 
 def test_determinism_survives_python_hash_randomization():
     code = (
-        "from mitigation.text_aug import random_swap, random_deletion;"
+        "from train.eda import random_swap, random_deletion;"
         f"print(random_swap({LONG_CAPTION!r}, seed=5, key='k'));"
         f"print(random_deletion({LONG_CAPTION!r}, p=0.3, seed=5, key='k'))"
     )
@@ -200,7 +200,7 @@ def test_paraphrase_returns_n_non_empty_strings_per_caption(tiny_t5_dir):
 
 
 def test_paraphrase_model_folder_errors(tmp_path):
-    from curate.errors import DataError
+    from dataio.errors import DataError
     from mitigation.paraphrase import paraphrase_captions
 
     with pytest.raises(DataError, match="does not exist"):

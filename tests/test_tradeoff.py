@@ -5,10 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-import cli
-from curate.dataset import open_dataset
-from curate.errors import UsageError
-from train.tradeoff import parse_strategy_list
+import mitigation
+from dataio.errors import UsageError
+from dataio.reader import open_dataset
+from mitigation.tradeoff import parse_strategy_list
 
 STRATEGIES = "baseline,text-aug,text-noise:sigma=0.3,remove:by=random:count=5"
 
@@ -27,10 +27,9 @@ def test_tiny_tradeoff_writes_table_markdown_plot_and_configs(make_synthetic, tm
     data = make_synthetic(n=240, fmt="webdataset", inject=0.1, seed=12)
     scores = _scores_for(data, tmp_path / "scores.parquet")
     out = tmp_path / "tradeoff"
-    code = cli.main(["tradeoff", "--data", str(data), "--strategies", STRATEGIES, "--seeds", "2", "--epochs", "1",
-                     "--batch-size", "32", "--scores", str(tmp_path / "scores.parquet"), "--out", str(out),
-                     "--no-progress"])
-    assert code == 0
+    result = mitigation.tradeoff(data, STRATEGIES, out, seeds=2, epochs=1, batch_size=32,
+                                 scores=tmp_path / "scores.parquet", progress=False)
+    assert result.paths["csv"] == out / "tradeoff.csv" and len(result.rows) == 4 * 2
     table = pd.read_csv(out / "tradeoff.csv")
     assert len(table) == 4 * 2
     assert list(dict.fromkeys(table["strategy"])) == STRATEGIES.split(",")

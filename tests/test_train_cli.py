@@ -1,10 +1,7 @@
 """`cli.py train` / `cli.py evaluate` on a dataset folder, and the same training under torchrun (2 CPU processes)."""
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP; see train/__init__.py
-
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +26,7 @@ def trained(synthetic_dataset, tmp_path_factory):
 
 
 def dataset_keys(data):
-    from curate.dataset import open_dataset
+    from dataio.reader import open_dataset
     return [s.key for s in open_dataset(data).samples()]
 
 

@@ -6,8 +6,8 @@ import nltk
 import pytest
 from nltk.corpus.util import LazyCorpusLoader
 
-from curate.errors import DataError
-from mitigation.wordnet import (
+from dataio.errors import DataError
+from train.wordnet import (
     DEBIAN_WORDNET_DIR,
     LEXNAMES,
     REQUIRED_FILES,

@@ -7,9 +7,9 @@ The run folder is also the model folder (train.models.save_model):
     sample_losses.parquet  key, times seen, cumulative sample loss (csl), loss per epoch
     open_clip_config.json, open_clip_model.safetensors, clipmem.json   the model
 
-Example:
-    >>> from train.checkpoint import load_sample_losses
-    >>> csl = load_sample_losses("runs/base")["csl"]        # doctest: +SKIP
+Usage (a finished run's per-sample losses are a plain parquet file):
+
+    csl = pandas.read_parquet("runs/base/sample_losses.parquet").set_index("key")["csl"]
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from curate.errors import UsageError
+from dataio.atomic import atomic_write
+from dataio.errors import UsageError
 from train.config import TrainConfig
-from train.models import atomic_write, save_model
+from train.models import save_model
 
 CHECKPOINT = "checkpoint.pt"
 TRAIN_LOG = "train_log.json"
@@ -113,9 +114,3 @@ def sample_loss_table(result) -> pd.DataFrame:
         "losses": [[v for v in col if not math.isnan(v)] for col in history.T.tolist()],
     })
 
-
-def load_sample_losses(out_dir: str | Path) -> pd.DataFrame:
-    path = Path(out_dir) / SAMPLE_LOSSES
-    if not path.is_file():
-        raise UsageError(f"{path}: missing; it is written at the end of `cli.py train`")
-    return pd.read_parquet(path)

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from curate.errors import DataError
+from dataio.errors import DataError
 
 DEFAULT_MEMORY_BUDGET_MB = 4096
 
@@ -109,10 +109,6 @@ class Table:
             self._tokens[cache_key] = (tokenize_batched(tokenizer, flat), first)
         return self._tokens[cache_key]
 
-    def label_values(self, field_name: str) -> list:
-        """The metadata value of one field per row (None where missing)."""
-        return [m.get(field_name) for m in self.meta]
-
 
 def tokenize_batched(tokenizer, texts: list, batch: int = 4096) -> torch.Tensor:
     parts = [tokenizer(texts[i:i + batch]) for i in range(0, len(texts), batch)]
@@ -136,16 +132,16 @@ def table_from_tensors(keys: Sequence[str], images: torch.Tensor, captions: Sequ
 def load_table(data, keys: Iterable[str] | None = None, image_size: int = 64,
                memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB, cache_dir: str | Path | None = None,
                progress: bool = True) -> Table:
-    """Decode a dataset (path or curate.dataset.Dataset) into a Table, optionally only `keys`.
+    """Decode a dataset (path or dataio.reader.Dataset) into a Table, optionally only `keys`.
 
     Unreadable samples (the dataset layer's and images PIL cannot decode) are listed in `table.skipped`.
 
-    Example:
-        >>> table = load_table("laion_subset", image_size=64)     # doctest: +SKIP
-        >>> table.images.shape                                     # doctest: +SKIP
-        torch.Size([7000, 3, 64, 64])
+    Usage:
+
+        table = load_table("laion_subset", image_size=64)
+        table.images.shape   # torch.Size([6879, 3, 64, 64])
     """
-    from curate.dataset import Dataset, open_dataset
+    from dataio.reader import Dataset, open_dataset
 
     dataset = data if isinstance(data, Dataset) else open_dataset(data)
     wanted = set(keys) if keys is not None else None

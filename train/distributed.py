@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.distributed.nn as dist_nn
 import torch.nn as nn
 
-from curate.errors import UsageError
+from dataio.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm import tqdm
 
-from curate.errors import UsageError
+from dataio.errors import UsageError
 from train import checkpoint, distributed
 from train.augment import crop_flip_params, to_model_input
 from train.config import TrainConfig, TrainResult

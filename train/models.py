@@ -33,7 +33,8 @@ import open_clip
 import torch
 from safetensors.torch import save_model as _save_safetensors
 
-from curate.errors import UsageError
+from dataio.atomic import atomic_write
+from dataio.errors import UsageError
 
 PRESET_DIR = Path(__file__).parent / "model_configs"
 PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.json"))
@@ -159,16 +160,6 @@ def save_model(model, folder: str | Path, info: dict | None = None) -> Path:
     info = {**record, "image_size": image_size_of(model), **(info or {})}
     atomic_write(folder / INFO_FILE, lambda tmp: _write_json(tmp, info))
     return folder
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(temporary_path), then rename over `path`: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -21,6 +21,8 @@ import math
 import re
 from collections import Counter
 
+from train.eda import STOP_WORDS
+
 DEFAULT_TEMPLATES = (
     "{}",
     "a picture of {}.",
@@ -29,12 +31,11 @@ DEFAULT_TEMPLATES = (
     "an illustration of {}.",
 )
 
-# Words that say nothing about a class (English function words and caption boilerplate).
-STOPWORDS = frozenset("""
-a an the and or of in on at to for with by from into over under as is are was were be been this that these
-those it its it's there here very some any no not all one two three image picture photo drawing clipart clip
-art illustration icon icons vector png jpg svg free public domain openclipart file black white color colour
-small large big little top bottom left right center centre shape shaped
+# Words that say nothing about a class: English function words (EDA's list) and caption boilerplate.
+STOPWORDS = STOP_WORDS | frozenset("""
+it's one two three image picture photo drawing clipart clip art illustration icon icons vector png jpg svg free
+public domain openclipart file black white color colour small large big little top bottom left right center
+centre shape shaped
 """.split())
 
 MIN_LIFT = 2.0

@@ -1,8 +1,14 @@
 """manifest.parquet: what happened to every input key (kept / removed / changed / unreadable) and why.
 
 Example:
-    >>> from curate.manifest import read_manifest
-    >>> read_manifest("laion_subset.remove").action.value_counts()   # doctest: +SKIP
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> rows = [row("000000000", "00000", "kept"), row("000000001", "00000", "removed", "top 1 by clipmem")]
+    >>> _ = write_manifest(rows, folder)
+    >>> count_actions(rows)
+    {'kept': 1, 'changed': 0, 'removed': 1, 'unreadable': 0}
+    >>> read_manifest(folder).action.tolist()
+    ['kept', 'removed']
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.errors import DataError
+from dataio.atomic import atomic_write
+from dataio.errors import DataError
 
 MANIFEST_NAME = "manifest.parquet"
 ACTIONS = ("kept", "changed", "removed", "unreadable")
@@ -34,9 +41,7 @@ def count_actions(rows: list) -> dict:
 def write_manifest(rows: list, folder: Path) -> Path:
     """Written under a temporary name and renamed, like every other output file."""
     final = Path(folder) / MANIFEST_NAME
-    tmp = final.with_name(f".{final.name}.tmp")
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp)
-    tmp.replace(final)
+    atomic_write(final, lambda tmp: pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp))
     return final
 
 

@@ -7,16 +7,15 @@ NNNNN_stats.json). With --inject-swaps a fraction of captions is replaced by the
 another category; the json records `injected` and `original_caption` so that detection can be scored.
 
 Example:
-    >>> from curate.demo import build_demo
+    >>> from demo.build import build_demo
     >>> path = build_demo("/tmp/tiny_demo", n=20, source="synthetic", inject_swaps=0.1)  # doctest: +SKIP
-    >>> from curate.dataset import open_dataset
+    >>> from dataio.reader import open_dataset
     >>> sum(1 for _ in open_dataset(path).samples())                                     # doctest: +SKIP
     20
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import random
@@ -29,43 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from curate import demo_staging
-from curate.errors import DataError, UsageError
+from demo import staging
+from dataio.errors import DataError, UsageError
+from dataio.reader import FORMATS
 
 SOURCES = ("openclipart", "synthetic")
-FORMATS = ("webdataset", "parquet", "files")
 # One img2dataset thread per process: samples then sit in each shard in url-list order, run after run.
 THREADS_PER_PROCESS = 1
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="laion_subset", help="output folder (img2dataset layout)")
-    parser.add_argument("--n", type=int, default=None,
-                        help=f"number of samples; None: all distinct drawings ({demo_staging.DEFAULT_SYNTHETIC_N} for synthetic)")
-    parser.add_argument("--image-size", type=int, default=64, help="side of the square output images, in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="seed for sample choice, order and caption swaps")
-    parser.add_argument("--inject-swaps", type=float, default=0.0, metavar="FRAC",
-                        help="fraction of captions replaced by the caption of a sample of another category")
-    parser.add_argument("--source", choices=SOURCES, default="openclipart",
-                        help="Open Clip Art drawings (Debian packages) or synthetic shapes (no downloads)")
-    parser.add_argument("--format", choices=FORMATS, default="webdataset", help="img2dataset output format")
-    parser.add_argument("--processes", type=int, default=min(4, os.cpu_count() or 1),
-                        help="processes for image preparation and img2dataset")
-    parser.add_argument("--shard-size", type=int, default=None,
-                        help="samples per shard; None: a quarter of the samples, between 50 and 1000")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    parser.add_argument("--cache-dir", default=None,
-                        help="where Open Clip Art is downloaded if not installed; None: $XDG_CACHE_HOME/clipmem/openclipart")
-
-
-def run(args: argparse.Namespace) -> int:
-    summary = build(
-        args.out, n=args.n, image_size=args.image_size, seed=args.seed, inject_swaps=args.inject_swaps,
-        source=args.source, output_format=args.format, processes=args.processes,
-        samples_per_shard=args.shard_size, overwrite=args.overwrite, cache_dir=args.cache_dir,
-    )
-    print(summary.text())
-    return 0
 
 
 def build_demo(out, n: Optional[int] = None, image_size: int = 64, seed: int = 0, inject_swaps: float = 0.0,
@@ -75,10 +44,10 @@ def build_demo(out, n: Optional[int] = None, image_size: int = 64, seed: int = 0
     img2dataset starts its workers with multiprocessing's spawn, which re-imports the calling script:
     call this from a script only under `if __name__ == "__main__":` (tests and `python -c` are fine).
 
-    Example:
-        >>> path = build_demo("/tmp/shapes", n=50, source="synthetic", overwrite=True)  # doctest: +SKIP
-        >>> sorted(p.name for p in path.iterdir())[:3]                                   # doctest: +SKIP
-        ['00000.parquet', '00000.tar', '00000_stats.json']
+    Usage (tests/conftest.py builds its datasets this way):
+
+        path = build_demo("/tmp/shapes", n=50, source="synthetic", overwrite=True)
+        sorted(p.name for p in path.iterdir())[:3]   # ['00000.parquet', '00000.tar', '00000_stats.json']
     """
     return build(out, n=n, image_size=image_size, seed=seed, inject_swaps=inject_swaps, source=source,
                  output_format=output_format, **options).path
@@ -134,25 +103,25 @@ def build(out, n: Optional[int] = None, image_size: int = 64, seed: int = 0, inj
     _check_options(n, image_size, inject_swaps, source, output_format, processes, samples_per_shard)
     out = Path(out).absolute()
     _check_out(out, overwrite)
-    candidates, source_counts = demo_staging.candidates(source, n, seed, image_size, cache_dir, progress)
+    candidates, source_counts = staging.candidates(source, n, seed, image_size, cache_dir, progress)
     wanted = min(n or len(candidates), len(candidates))
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
-        staged, left_out = demo_staging.stage(candidates, wanted, work / "web", processes, progress, image_size)
+        staged, left_out = staging.stage(candidates, wanted, work / "web", processes, progress, image_size)
         if not staged:
             raise DataError(f"no {source} image could be prepared ({left_out}); nothing to download")
-        rows = [demo_staging.row_for(item) for item in staged]
+        rows = [staging.row_for(item) for item in staged]
         injected = inject_swaps_into(rows, inject_swaps, seed)
         shard_size = samples_per_shard or _auto_shard_size(len(rows))
         download_dir = work / "download"
-        with demo_staging.serving(work / "web", work / "server.log") as base_url:
+        with staging.serving(work / "web", work / "server.log") as base_url:
             for row in rows:
                 row["url"] = base_url + urllib.parse.quote(row.pop("url_path"))
-            url_list = demo_staging.write_url_list(rows, work / "urls.parquet")
+            url_list = staging.write_url_list(rows, work / "urls.parquet")
             _download(url_list, download_dir, rows, output_format, image_size, shard_size,
                       processes=max(1, min(processes, math.ceil(len(rows) / shard_size))))
-        outcome = demo_staging.check_download(download_dir, len(rows))
+        outcome = staging.check_download(download_dir, len(rows))
         if out.exists():
             out.rename(work / "previous")
         download_dir.rename(out)

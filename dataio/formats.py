@@ -18,6 +18,8 @@ from typing import Iterator, Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataio.atomic import atomic_write, temporary_name
+
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 PARQUET_BATCH_ROWS = 512
 
@@ -127,14 +129,6 @@ def meta_to_json(meta: dict) -> bytes:
     return json.dumps(meta, indent=4, ensure_ascii=False).encode("utf-8")
 
 
-def _finish(tmp: Path, final: Path) -> None:
-    os.replace(tmp, final)
-
-
-def temporary_name(final: Path) -> Path:
-    return final.with_name(f".{final.name}.tmp-{os.getpid()}")
-
-
 class TarShardWriter:
     def __init__(self, root: Path, shard: str):
         self.final = root / f"{shard}.tar"
@@ -150,7 +144,7 @@ class TarShardWriter:
 
     def close(self) -> None:
         self.archive.close()
-        _finish(self.tmp, self.final)
+        os.replace(self.tmp, self.final)
 
     def abort(self) -> None:
         self.archive.close()
@@ -169,7 +163,7 @@ class FilesShardWriter:
         (self.tmp / f"{key}.json").write_bytes(meta_to_json(meta))
 
     def close(self) -> None:
-        _finish(self.tmp, self.final)
+        os.replace(self.tmp, self.final)
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -205,9 +199,7 @@ class ParquetShardWriter:
 def write_parquet_atomic(rows: list, schema: Optional[pa.Schema], final: Path) -> None:
     """Write rows keeping the input's column types; columns the rows add get inferred types."""
     table = table_from_rows(rows, schema)
-    tmp = temporary_name(final)
-    pq.write_table(table, tmp)
-    _finish(tmp, final)
+    atomic_write(final, lambda tmp: pq.write_table(table, tmp))
 
 
 def table_from_rows(rows: list, schema: Optional[pa.Schema]) -> pa.Table:

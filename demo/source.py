@@ -1,13 +1,13 @@
 """What a demo-data source yields, and how its images are put on the staging "web" server.
 
-A source (curate.synthetic, curate.openclipart) yields `SourceItem`s: one image with its text. The demo
+A source (demo.synthetic, demo.openclipart) yields `SourceItem`s: one image with its text. The demo
 builder writes each image into a staging folder with `stage_image`, flattened onto white, so that
 transparent clip art does not turn black (or lose its anti-aliased edges) in img2dataset's JPEG output.
 
 Example:
     >>> from pathlib import Path
     >>> import tempfile
-    >>> from curate.synthetic import generate
+    >>> from demo.synthetic import generate
     >>> item = next(iter(generate(1, seed=0)))
     >>> stage_image(item, Path(tempfile.mkdtemp()) / item.url_path) is None   # None: staged, no skip reason
     True

@@ -16,9 +16,11 @@ import argparse
 import shlex
 import sys
 
+import dataclasses
+
+from curate.rankings import ALIASES, RANKINGS
 from mitigation.base import Options
-from mitigation.remove import RANKINGS
-from mitigation.strategies import STRATEGIES, MitigationResult, mitigate, options_from
+from mitigation.strategies import GENERAL_OPTIONS, STRATEGIES, MitigationResult, mitigate
 
 DEFAULTS = Options()
 
@@ -44,9 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     remove.add_argument("--frac", type=float, metavar="F", help="remove this fraction of the samples, top-ranked first")
     remove.add_argument("--threshold", type=float, metavar="T",
                         help="remove samples scoring at least T (at most T for --by clipscore)")
-    remove.add_argument("--by", default=DEFAULTS.by, choices=list(RANKINGS),
-                        help="ranking: default (the flagger's score), clipmem, clipscore (lowest alignment removed "
-                             "first), csl (cumulative sample loss), random (default: default)")
+    remove.add_argument("--by", default=DEFAULTS.by, choices=list(RANKINGS) + list(ALIASES),
+                        help="ranking, as flag --method names them: combined (flag's default), clipmem, clipscore "
+                             "(lowest alignment removed first), csl (cumulative sample loss), random; "
+                             "'default' is an alias of combined (default: combined)")
     remove.add_argument("--scores", metavar="PATH", help="the flag command's scores table (default: DIR.clipmem/scores.parquet)")
 
     text_aug = parser.add_argument_group("text-aug")
@@ -73,9 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     values = dict(vars(args))
     values["caption_fields"] = tuple(f.strip() for f in (args.caption_fields or "").split(",") if f.strip())
+    names = {f.name for f in dataclasses.fields(Options)} - GENERAL_OPTIONS
+    options = {name: values[name] for name in names if name in values}
     command = "python cli.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["mitigate"] else ""
-    result = mitigate(args.data, args.strategy, options_from(values), out=args.out, overwrite=args.overwrite,
-                      expand=args.expand, command=command)
+    result = mitigate(args.data, args.strategy, args.out, overwrite=args.overwrite, expand=args.expand,
+                      progress=args.progress, command=command, **options)
     print(report(result))
     return 0
 

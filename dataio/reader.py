@@ -1,12 +1,21 @@
 """Read img2dataset output folders (webdataset, parquet or files format) one shard at a time.
 
-Example:
-    >>> from curate.dataset import open_dataset
-    >>> ds = open_dataset("laion_subset")                      # doctest: +SKIP
-    >>> for sample in ds.samples():                            # doctest: +SKIP
-    ...     print(sample.key, sample.caption, len(sample.image))
-    >>> ds.skipped                                             # doctest: +SKIP
-    [('000000017', 'zero-byte image')]
+Example (a one-shard webdataset written by hand; the second sample's image is empty):
+    >>> import io, tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from dataio.formats import TarShardWriter
+    >>> folder, png = Path(tempfile.mkdtemp()), io.BytesIO()
+    >>> Image.new("RGB", (8, 8), "red").save(png, "PNG")
+    >>> shard = TarShardWriter(folder, "00000")
+    >>> shard.write("000000000", png.getvalue(), "png", "a red square", {"key": "000000000"})
+    >>> shard.write("000000001", b"", "png", "nothing to see", {"key": "000000001"})
+    >>> shard.close()
+    >>> ds = open_dataset(folder)
+    >>> ds.format, [(s.key, s.caption) for s in ds.samples()]
+    ('webdataset', [('000000000', 'a red square')])
+    >>> ds.skipped
+    [('000000001', 'zero-byte image')]
 """
 
 from __future__ import annotations
@@ -21,8 +30,8 @@ from typing import Iterable, Iterator, Union
 import pyarrow.parquet as pq
 from PIL import Image
 
-from curate.errors import DataError
-from curate import shard_formats
+from dataio.errors import DataError
+from dataio import formats
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 FORMATS = ("webdataset", "parquet", "files")
@@ -86,7 +95,7 @@ class Dataset:
         listed = success_keys(metadata if metadata is not None else self.metadata(shard))
         found = set()
         shard_problem = ""
-        for raw in shard_formats.read_shard(self.path, self.format, shard):
+        for raw in formats.read_shard(self.path, self.format, shard):
             if raw.key is None:
                 shard_problem = raw.problem
                 continue
@@ -184,7 +193,7 @@ def _parquet_has_images(path: Path) -> bool:
         raise DataError(f"{path}: not a readable parquet file; re-download this shard or remove it") from None
 
 
-def _to_record(raw: "shard_formats.RawSample", shard: str, verify_images: bool) -> Union[Sample, Unreadable]:
+def _to_record(raw: "formats.RawSample", shard: str, verify_images: bool) -> Union[Sample, Unreadable]:
     if raw.problem:
         return Unreadable(raw.key, raw.problem, shard)
     if raw.image is None:

@@ -9,56 +9,27 @@ The file records the strategies with their options, the source dataset, the coun
 
 A training loop needs one call (the defaults when the folder has no recipe):
 
-    >>> from mitigation.recipe import training_overrides
-    >>> training_overrides("laion_subset.text-noise")          # doctest: +SKIP
-    {'text_noise_sigma': 0.15, 'image_aug': False, 'caption_sampling': False}
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> training_overrides(folder)
+    {'text_noise_sigma': 0.0, 'image_aug': False, 'caption_sampling': False}
+    >>> _ = write_recipe(folder, {"training": {"text_noise_sigma": 0.15}})
+    >>> training_overrides(folder)["text_noise_sigma"]
+    0.15
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from curate.errors import UsageError
-from mitigation.base import TRAINING_DEFAULTS
+from dataio.atomic import write_bytes
+from dataio.errors import UsageError
 
 RECIPE_NAME = "mitigation.json"
 RECIPE_VERSION = 1
-
-
-def training_section(steps: list, inherited: dict | None = None) -> dict:
-    """The training keys of a run: the input's own recipe settings, then each step's, the later winning.
-
-    >>> from mitigation.base import Step
-    >>> training_section([Step("text-noise", training={"text_noise_sigma": 0.15})], {"image_aug": True})
-    {'text_noise_sigma': 0.15, 'image_aug': True, 'caption_sampling': False}
-    """
-    training = dict(TRAINING_DEFAULTS)
-    training.update({k: v for k, v in (inherited or {}).items() if k in TRAINING_DEFAULTS})
-    for step in steps:
-        training.update(step.training)
-    return training
-
-
-def build_recipe(steps: list, source, source_format: str, output, counts: dict | None = None,
-                 inherited: dict | None = None, command: str = "") -> dict:
-    """The recipe as a dict. `inherited` is the source folder's own recipe ({} if none): chained
-    mitigations keep the earlier training settings and say where they came from."""
-    recipe = {
-        "version": RECIPE_VERSION,
-        "strategies": [step.recipe_entry() for step in steps],
-        "source": {"path": str(Path(source).resolve()), "format": source_format},
-        "output": str(Path(output).resolve()),
-        "counts": counts or {},
-        "training": training_section(steps, (inherited or {}).get("training")),
-    }
-    if inherited:
-        recipe["source"]["recipe"] = {"strategies": [s.get("name") for s in inherited.get("strategies", [])],
-                                      "source": inherited.get("source", {}).get("path")}
-    if command:
-        recipe["command"] = command
-    return recipe
+# The training loop's defaults: a recipe's `training` section says where a mitigation departs from them.
+TRAINING_DEFAULTS = {"text_noise_sigma": 0.0, "image_aug": False, "caption_sampling": False}
 
 
 def recipe_bytes(recipe: dict) -> bytes:
@@ -73,9 +44,7 @@ def recipe_bytes(recipe: dict) -> bytes:
 def write_recipe(folder, recipe: dict) -> Path:
     """Write (or replace) FOLDER/mitigation.json atomically."""
     final = Path(folder) / RECIPE_NAME
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(recipe_bytes(recipe))
-    tmp.replace(final)
+    write_bytes(final, recipe_bytes(recipe))
     return final
 
 

@@ -18,7 +18,7 @@ import nltk
 from nltk.corpus.reader import CorpusReader, WordNetCorpusReader
 from nltk.corpus.util import LazyCorpusLoader
 
-from curate.errors import DataError
+from dataio.errors import DataError
 
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
 

@@ -12,13 +12,13 @@ metrics.json) and prints the held-out metrics.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from curate.errors import UsageError
+from dataio.errors import UsageError
 from train.config import LOSSES, PRECISIONS, TrainConfig
-from train.data import DEFAULT_MEMORY_BUDGET_MB, split_heldout
+from train.data import DEFAULT_MEMORY_BUDGET_MB
+from train.evaluate import format_metrics
 
 DEFAULTS = TrainConfig()
 
@@ -69,67 +69,22 @@ def read_keys(path: str) -> list:
     return keys
 
 
-def mitigation_settings(args: argparse.Namespace) -> dict:
-    """Training-time settings: an option given on the command line wins over the data's mitigation.json."""
-    from mitigation.recipe import training_overrides
-
-    recipe = training_overrides(args.data)
-    given = {"text_noise_sigma": args.text_noise, "image_aug": args.image_aug, "caption_sampling": args.caption_sampling}
-    return {name: value if value is not None else recipe[name] for name, value in given.items()}
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    settings = mitigation_settings(args)
-    try:
-        return TrainConfig(model=args.model, pretrained=args.pretrained, epochs=args.epochs,
-                           batch_size=args.batch_size, lr=args.lr, wd=args.wd, warmup=args.warmup, seed=args.seed,
-                           **settings, loss=args.loss, grad_clip=args.grad_clip or None,
-                           precision=args.precision, device=args.device, image_size=args.image_size)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
 def run(args: argparse.Namespace) -> int:
-    from train.data import load_table
-    from train.distributed import init_distributed
-    from train.evaluate import evaluate, format_metrics
-    from train.loop import train_clip
-    from train.models import atomic_write, input_size
+    from train import train
 
-    config = config_from_args(args)
-    if not 0 <= args.heldout_frac < 1:
-        raise UsageError(f"--heldout-frac {args.heldout_frac}: must be in [0, 1)")
-    wanted = read_keys(args.keys) if args.keys else None
-    image_size = input_size(config.model, config.image_size)
-    world = init_distributed(config.device)
-    progress = not args.no_progress and world.is_main
-    table = load_table(args.data, image_size=image_size, memory_budget_mb=args.memory_budget_mb, progress=progress)
-    train_keys, heldout_keys = split_heldout(table.keys, args.heldout_frac, args.split_seed)
-    if wanted is not None:
-        chosen = set(wanted) & set(train_keys)
-        unknown = len(set(wanted) - set(table.keys))
-        if world.is_main and unknown:
-            print(f"note: {unknown} keys of {args.keys} are not readable in {args.data}; training without them",
-                  file=sys.stderr)
-        train_keys = [k for k in train_keys if k in chosen]
-    if world.is_main:
-        skipped = f", {len(table.skipped)} unreadable skipped" if table.skipped else ""
-        print(f"training on {len(train_keys)} samples, {len(heldout_keys)} held out{skipped}", file=sys.stderr)
-
-    def report_epoch(epoch: int, stats: dict) -> None:
-        if world.is_main:
-            print(f"epoch {epoch + 1}/{config.epochs}: mean sample loss {stats['mean_loss']:.4f}", file=sys.stderr)
-
-    split = {"heldout_frac": args.heldout_frac, "split_seed": args.split_seed, "label_field": args.label_field,
-             "data": str(args.data), "keys_file": args.keys}
-    result = train_clip(table, train_keys, config, args.out, resume=args.resume, on_epoch_end=report_epoch,
-                        progress=progress, run_info=split)
-    if not world.is_main:
+    run = train(args.data, args.out, model=args.model, pretrained=args.pretrained, image_size=args.image_size,
+                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, wd=args.wd, warmup=args.warmup,
+                seed=args.seed, text_noise=args.text_noise, image_aug=args.image_aug,
+                caption_sampling=args.caption_sampling, loss=args.loss, precision=args.precision,
+                grad_clip=args.grad_clip, device=args.device, keys=read_keys(args.keys) if args.keys else None,
+                resume=args.resume, heldout_frac=args.heldout_frac, split_seed=args.split_seed,
+                label_field=args.label_field, memory_budget_mb=args.memory_budget_mb,
+                progress=not args.no_progress, run_info={"keys_file": args.keys})
+    if run.result is None:  # a torchrun rank other than 0
         return 0
+    result = run.result
     print(f"trained {len(result.step_losses)} steps in {result.seconds:.1f} s ({result.samples_per_s:.0f} samples/s); "
           f"model in {args.out}", file=sys.stderr)
-    if heldout_keys:
-        metrics = evaluate(result.model, result.tokenizer, table, heldout_keys, label_field=args.label_field)
-        atomic_write(Path(args.out) / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
-        print(format_metrics(metrics))
+    if run.metrics:
+        print(format_metrics(run.metrics))
     return 0

@@ -14,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from curate.errors import UsageError
+from dataio.atomic import write_json
+from dataio.errors import UsageError
 from train.data import DEFAULT_MEMORY_BUDGET_MB
 
 
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def choose_keys(args: argparse.Namespace, info: dict, table_keys: list) -> list:
-    from train.cli_train import read_keys
+    from commands.cmd_train import read_keys
     from train.data import split_heldout
 
     if args.all:
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from train.data import load_table
     from train.distributed import pick_device
     from train.evaluate import evaluate, format_metrics
-    from train.models import atomic_write, load_model
+    from train.models import load_model
 
     model, tokenizer, info = load_model(args.model, device=pick_device(args.device))
     table = load_table(args.data, image_size=info["image_size"], memory_budget_mb=args.memory_budget_mb,
@@ -74,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
+        write_json(out, metrics)
         print(f"metrics written to {out}", file=sys.stderr)
     return 0

@@ -6,7 +6,7 @@ several phrasings; `category` is the shape name. Sample i depends only on (seed,
 40 samples of a 300-sample set equal a 40-sample set with the same seed.
 
 Example:
-    >>> from curate.synthetic import generate
+    >>> from demo.synthetic import generate
     >>> items = list(generate(3, seed=0))
     >>> [item.category for item in items]  # doctest: +SKIP
     ['star', 'ring', 'square']
@@ -23,7 +23,7 @@ from typing import Iterator
 
 from PIL import Image, ImageDraw
 
-from curate.demo_source import SourceItem
+from demo.source import SourceItem
 
 # Shape name -> adjective used in the "... shape in the top left" phrasing.
 SHAPES = {

@@ -7,7 +7,7 @@ unpacked with `dpkg -x` into a cache folder. Each PNG is matched with its SVG, d
 bytes under several category folders) are kept once, and the category is the top folder of the tree.
 
 Example:
-    >>> from curate.openclipart import ensure_openclipart, scan
+    >>> from demo.openclipart import ensure_openclipart, scan
     >>> root = ensure_openclipart()                       # doctest: +SKIP
     >>> result = scan(root)                               # doctest: +SKIP
     >>> len(result.items), result.counts["duplicate_content"]   # doctest: +SKIP
@@ -31,8 +31,8 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from curate.demo_source import SourceItem
-from curate.errors import DataError
+from demo.source import SourceItem
+from dataio.errors import DataError
 
 PACKAGES = ("openclipart-png", "openclipart-svg")
 SYSTEM_ROOT = Path("/usr/share/openclipart")
@@ -58,10 +58,10 @@ def default_cache_dir() -> Path:
 def ensure_openclipart(cache_dir: Optional[Path] = None, use_system: bool = True) -> Path:
     """Folder holding png/ and svg/ trees: the installed packages, or the cache (filled on first use).
 
-    Example:
-        >>> root = ensure_openclipart()            # doctest: +SKIP
-        >>> sorted(p.name for p in root.iterdir())  # doctest: +SKIP
-        ['png', 'svg']
+    Usage (downloads the Debian packages when they are not installed):
+
+        root = ensure_openclipart()
+        sorted(p.name for p in root.iterdir())   # ['png', 'svg']
     """
     if use_system and _is_tree(SYSTEM_ROOT):
         return SYSTEM_ROOT

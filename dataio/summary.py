@@ -1,35 +1,22 @@
 """Summarize an img2dataset folder: format, shards, samples, failed downloads, captions, categories.
 
 Example:
-    >>> from curate.inspect import summarize
+    >>> from dataio.summary import summarize
     >>> summarize("laion_subset")["samples"]          # doctest: +SKIP
-    7012
+    6879
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
 
-from curate.dataset import open_dataset
+from dataio.reader import open_dataset
 
 EXAMPLE_ROWS = 5
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="laion_subset", help="img2dataset output folder")
-    parser.add_argument("--examples", type=int, default=EXAMPLE_ROWS, help="example rows to print")
-    parser.add_argument("--no-verify", action="store_true", help="skip decoding every image (faster)")
-
-
-def run(args: argparse.Namespace) -> int:
-    summary = summarize(args.data, examples=args.examples, verify_images=not args.no_verify)
-    print(format_summary(summary))
-    return 0
 
 
 def summarize(path, examples: int = EXAMPLE_ROWS, verify_images: bool = True) -> dict:

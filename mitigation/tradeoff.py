@@ -13,17 +13,23 @@ measured on one fixed held-out split that no model trains on.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from curate.errors import UsageError
+from curate import memorization
 from curate.protocols import paper_plan
-from train import tradeoff_report
+from dataio.atomic import write_json
+from dataio.errors import UsageError
+from dataio.paths import tradeoff_folder
+from mitigation import tradeoff_report
+from mitigation.strategies import mitigate
+from train.config import TrainConfig
+from train.data import load_table, split_heldout
+from train.evaluate import evaluate
+from train.loop import train_clip
 
 DEFAULT_STRATEGIES = "baseline,text-aug,multi-caption,text-noise,remove"
 QUICK = {"samples": 1500, "epochs": 5, "seeds": 2}
@@ -68,50 +74,47 @@ def _parse_value(value: str):
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="laion_subset", help="img2dataset output folder")
-    parser.add_argument("--strategies", default=DEFAULT_STRATEGIES,
-                        help="comma-separated; each may carry options: remove:by=random:count=100, text-noise:sigma=0.3")
-    parser.add_argument("--seeds", type=int, default=3, help="training seeds per strategy (error bars)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"subsample {QUICK['samples']} samples, {QUICK['epochs']} epochs, {QUICK['seeds']} seeds "
-                             "(about 10 minutes on 2 CPU cores)")
-    parser.add_argument("--samples", type=int, help="use this many samples (a fixed random subset)")
-    parser.add_argument("--out", help="output folder (default: DATA.tradeoff)")
-    parser.add_argument("--model", default="clipmem-tiny")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--heldout-frac", type=float, default=0.1, help="held-out split for utility")
-    parser.add_argument("--scores", help="flag's scores.parquet for remove (default: DATA.clipmem/scores.parquet)")
-    parser.add_argument("--no-progress", action="store_true")
+@dataclass
+class TradeoffResult:
+    """One row per (strategy, seed) run, and the files written: csv, markdown, plot."""
+
+    rows: list
+    paths: dict
+    settings: dict
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = resolve_settings(args)
-    out = Path(args.out) if args.out else Path(str(Path(args.data).resolve()) + ".tradeoff")
-    rows = run_tradeoff(args.data, parse_strategy_list(args.strategies), settings, out, progress=not args.no_progress)
+def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, epochs: int = 10,
+             samples: int | None = None, quick: bool = False, model: str = "clipmem-tiny", batch_size: int = 128,
+             lr: float = 5e-4, heldout_frac: float = 0.1, scores=None, progress: bool = True) -> TradeoffResult:
+    """Retrain under each strategy and measure memorization and utility; write tradeoff.csv/.md/.png.
+
+    strategies: a comma-separated string or list, each item a strategy (or `baseline`) with options,
+    e.g. "baseline,text-noise:sigma=0.3,remove:by=random:count=100". quick: QUICK's subsample, epochs and
+    seeds wherever the arguments are left at their defaults. scores: flag's scores.parquet for `remove`
+    (default DATA.clipmem/scores.parquet). Default OUT: DATA.tradeoff beside the data.
+    """
+    specs = parse_strategy_list(strategies if isinstance(strategies, str) else ",".join(strategies))
+    settings = resolve_settings(seeds, epochs, samples, quick, model, batch_size, lr, heldout_frac, scores)
+    out = Path(out) if out else tradeoff_folder(data)
+    rows = run_tradeoff(data, specs, settings, out, progress=progress)
     paths = tradeoff_report.write_all(out, rows, settings)
-    print(tradeoff_report.markdown_table(rows))
-    for name, path in paths.items():
-        print(f"{name:8} {path}")
-    return 0
+    return TradeoffResult(rows, paths, settings)
 
 
-def resolve_settings(args: argparse.Namespace) -> dict:
-    seeds = args.seeds if not args.quick or args.seeds != 3 else QUICK["seeds"]
-    epochs = args.epochs if not args.quick or args.epochs != 10 else QUICK["epochs"]
-    samples = args.samples or (QUICK["samples"] if args.quick else None)
+def resolve_settings(seeds: int, epochs: int, samples: int | None, quick: bool, model: str, batch_size: int,
+                     lr: float, heldout_frac: float, scores) -> dict:
+    if quick:
+        seeds = QUICK["seeds"] if seeds == 3 else seeds
+        epochs = QUICK["epochs"] if epochs == 10 else epochs
+        samples = samples or QUICK["samples"]
     if seeds < 1 or epochs < 1:
         raise UsageError("--seeds and --epochs must be at least 1")
-    return {"seeds": seeds, "epochs": epochs, "samples": samples, "model": args.model, "batch_size": args.batch_size,
-            "lr": args.lr, "heldout_frac": args.heldout_frac, "scores": args.scores}
+    return {"seeds": seeds, "epochs": epochs, "samples": samples, "model": model, "batch_size": batch_size,
+            "lr": lr, "heldout_frac": heldout_frac, "scores": str(scores) if scores else None}
 
 
 def run_tradeoff(data, specs: list, settings: dict, out: Path, progress: bool = True) -> list:
     """Train f and g per (strategy, seed) and measure them; returns one dict per run."""
-    from train.data import load_table, split_heldout
-
     out.mkdir(parents=True, exist_ok=True)
     base = load_table(data, progress=progress)
     keys = _subsample(base.keys, settings["samples"])
@@ -139,9 +142,6 @@ def _mitigated_copy(data, spec: StrategySpec, settings: dict, out: Path, progres
     """Baseline trains on the data as it is; any other strategy on what `mitigate` writes."""
     if not spec.names:
         return None, {}
-    from mitigation.base import Options
-    from mitigation.strategies import mitigate
-
     options = dict(spec.options)
     if "remove" in spec.names:
         if not {"count", "frac", "threshold"} & set(options):
@@ -149,19 +149,14 @@ def _mitigated_copy(data, spec: StrategySpec, settings: dict, out: Path, progres
         if settings.get("scores") and "scores" not in options:
             options["scores"] = settings["scores"]
     try:
-        result = mitigate(data, spec.names, Options(progress=progress, **options),
-                          out=out / "data" / spec.label.replace(":", "_").replace("=", "-"), overwrite=True)
-    except TypeError as error:
-        raise UsageError(f"strategy {spec.label!r}: unknown option ({error})") from None
+        result = mitigate(data, spec.names, out / "data" / _file_label(spec.label), overwrite=True, progress=progress,
+                          **options)
+    except UsageError as error:
+        raise UsageError(f"strategy {spec.label!r}: {error}") from None
     return result.path, result.recipe.get("training", {})
 
 
 def _one_run(spec, seed, settings, recipe, table, base, plan, heldout, out: Path, progress: bool) -> dict:
-    from curate import memorization
-    from train.config import TrainConfig
-    from train.evaluate import evaluate
-    from train.loop import train_clip
-
     config = TrainConfig(model=settings["model"], epochs=settings["epochs"], batch_size=settings["batch_size"],
                          lr=settings["lr"], seed=seed)
     config = replace(config, **{k: v for k, v in recipe.items() if hasattr(config, k)})
@@ -181,14 +176,13 @@ def _one_run(spec, seed, settings, recipe, table, base, plan, heldout, out: Path
         **{name: utility.get(name) for name in UTILITY},
         "seconds": round(time.time() - started, 1),
     }
-    _write_config(out / "configs" / f"{spec.label.replace(':', '_').replace('=', '-')}_seed{seed}.json",
-                  {"strategy": spec.label, "mitigation_options": spec.options, "training": config.to_dict(),
-                   "settings": settings, "result": row})
+    config_path = out / "configs" / f"{_file_label(spec.label)}_seed{seed}.json"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(config_path, {"strategy": spec.label, "mitigation_options": spec.options, "training": config.to_dict(),
+                             "settings": settings, "result": row})
     return row
 
 
-def _write_config(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+def _file_label(label: str) -> str:
+    """A strategy label as a file name: remove:by=random -> remove_by-random."""
+    return label.replace(":", "_").replace("=", "-")

@@ -4,13 +4,24 @@ Image bytes are copied unchanged; keys and metadata columns are kept; each shard
 NNNNN_stats.json are rewritten to describe what the shard now holds; `manifest.parquet` gets one row
 per input key. The copy is built under a temporary folder name and renamed into place at the end.
 
-Example:
-    >>> from curate.dataset import open_dataset
-    >>> from curate.writer import write_dataset, Keep, Remove
-    >>> ds = open_dataset("laion_subset")                                           # doctest: +SKIP
+Example (a two-sample webdataset written by hand, then filtered):
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from dataio.formats import TarShardWriter
+    >>> from dataio.manifest import read_manifest
+    >>> from dataio.reader import open_dataset
+    >>> source = Path(tempfile.mkdtemp()) / "data"; source.mkdir()
+    >>> shard = TarShardWriter(source, "00000")
+    >>> for key, caption in (("000000000", "a red square"), ("000000001", "IMG_0042")):
+    ...     shard.write(key, b"not decoded here", "jpg", caption, {"key": key})
+    >>> shard.close()
     >>> decide = lambda s: Remove("one-word caption") if len(s.caption.split()) < 2 else Keep()
-    >>> write_dataset(ds, "laion_subset.clean", decide).counts                      # doctest: +SKIP
-    {'kept': 6950, 'removed': 41, 'changed': 0, 'unreadable': 3}
+    >>> result = write_dataset(open_dataset(source), source.with_name("clean"), decide, progress=False,
+    ...                        verify_images=False)
+    >>> result.counts
+    {'kept': 1, 'changed': 0, 'removed': 1, 'unreadable': 0}
+    >>> read_manifest(result.path)[["key", "action", "reason"]].values.tolist()
+    [['000000000', 'kept', ''], ['000000001', 'removed', 'one-word caption']]
 """
 
 from __future__ import annotations
@@ -23,17 +34,11 @@ from typing import Callable, Optional, Union
 
 from tqdm import tqdm
 
-from curate import manifest as manifest_io
-from curate.dataset import Dataset, Sample, Unreadable, without_duplicates
-from curate.errors import UsageError
-from curate.shard_formats import (
-    FilesShardWriter,
-    ParquetShardWriter,
-    TarShardWriter,
-    temporary_name,
-    write_parquet_atomic,
-)
-import json
+from dataio import manifest as manifest_io
+from dataio.reader import Dataset, Sample, Unreadable, without_duplicates
+from dataio.errors import UsageError
+from dataio.atomic import temporary_name, write_json
+from dataio.formats import FilesShardWriter, ParquetShardWriter, TarShardWriter, write_parquet_atomic
 
 
 @dataclass(frozen=True)
@@ -201,7 +206,4 @@ def _write_stats(root: Path, shard: str, successes: int, failed_rows: list, star
         "end_time": ended,
         "status_dict": status_dict,
     }
-    final = root / f"{shard}_stats.json"
-    tmp = temporary_name(final)
-    tmp.write_text(json.dumps(stats, indent=4))
-    tmp.replace(final)
+    write_json(root / f"{shard}_stats.json", stats, indent=4)

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from curate.errors import DataError
+from dataio.errors import DataError
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0

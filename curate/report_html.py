@@ -2,8 +2,10 @@
 with score histograms. Images are embedded as data URIs so the page opens from disk with no server.
 
 Example:
-    >>> from curate.report import write_report
-    >>> write_report("out/report.html", flagged_rows, thumbnails, scores_table, settings)   # doctest: +SKIP
+    >>> page = render_report([{"key": "000000007", "caption": "<b>bold</b> claim", "score": 0.9}], {}, "",
+    ...                      [("data", "laion_subset")], ["score"])
+    >>> "&lt;b&gt;bold&lt;/b&gt; claim" in page and "<b>bold" not in page
+    True
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from dataio.atomic import write_text  # noqa: E402
 
 THUMBNAIL_PX = 128
 EMBED_AS_IS_BYTES = 24_000
@@ -106,7 +110,5 @@ def write_report(path, flagged_rows: list, thumbnails: dict, histogram: str, sum
                  score_columns: list) -> Path:
     """Atomic: the page appears whole or not at all."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_report(flagged_rows, thumbnails, histogram, summary_lines, score_columns), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, render_report(flagged_rows, thumbnails, histogram, summary_lines, score_columns))
     return path

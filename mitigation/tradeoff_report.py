@@ -1,4 +1,4 @@
-"""tradeoff.csv, tradeoff.md and tradeoff.png from the per-run rows of train.tradeoff.
+"""tradeoff.csv, tradeoff.md and tradeoff.png from the per-run rows of mitigation.tradeoff.
 
 Example:
     >>> rows = [{"strategy": "baseline", "seed": 0, "memorization": 0.10, "linear_probe_acc": 0.5},
@@ -18,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from dataio.atomic import atomic_write, write_text  # noqa: E402
 
 METRICS = ["memorization", "linear_probe_acc", "zeroshot_words_acc", "i2t_r1_caption", "i2t_r5_caption"]
 PLOT_UTILITY = "linear_probe_acc"
@@ -95,23 +97,17 @@ def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
     plt.close(figure)
-    tmp.replace(path)
     return path
 
 
 def write_all(out: Path, rows: list, settings: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "tradeoff.csv", "markdown": out / "tradeoff.md", "plot": out / "tradeoff.png"}
-    tmp = paths["csv"].with_name(".tradeoff.csv.tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    tmp.replace(paths["csv"])
+    atomic_write(paths["csv"], lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
     text = (f"# Utility against memorization\n\nSettings: {json.dumps(settings)}\n\n"
             f"{markdown_table(rows)}\n\n![trade-off](tradeoff.png)\n")
-    tmp = paths["markdown"].with_name(".tradeoff.md.tmp")
-    tmp.write_text(text)
-    tmp.replace(paths["markdown"])
+    write_text(paths["markdown"], text)
     plot(rows, paths["plot"])
     return paths

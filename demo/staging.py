@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from curate import openclipart, synthetic
-from curate.demo_source import SourceItem, stage_image
-from curate.errors import DataError
-from curate.local_server import no_proxy_for_localhost, serve_folder
+from demo import openclipart, synthetic
+from demo.source import SourceItem, stage_image
+from dataio.errors import DataError
+from demo.local_server import no_proxy_for_localhost, serve_folder
 
 DEFAULT_SYNTHETIC_N = 1000
 SYNTHETIC_MIN_RENDER = 128
@@ -158,7 +158,7 @@ def check_download(folder: Path, expected: int) -> dict:
         raise DataError(f"{folder}: img2dataset handled {totals['count']} of {expected} urls; see its output above")
     if totals["successes"] == 0:
         raise DataError(f"{folder}: img2dataset downloaded no image from the local server; see its output above")
-    from curate.dataset import open_dataset
+    from dataio.reader import open_dataset
 
     dataset = open_dataset(folder)
     samples = 0

@@ -1,0 +1,128 @@
+"""flag(data, ...): train reference CLIP models, score CLIPMem for every pair, flag suspect (mis-captioned) pairs.
+
+Writes OUT (default DATA.clipmem beside the data): scores.parquet (every key), flagged.parquet, summary.json,
+report.html and models/ (the reference models, reloaded by `reuse=True`).
+
+Example:
+    >>> import curate
+    >>> result = curate.flag("laion_subset", epochs=10, top_frac=0.05)       # doctest: +SKIP
+    >>> result.scores.sort_values("score").tail(1)[["key", "caption", "reasons"]]  # doctest: +SKIP
+    >>> len(result.flagged_keys), result.paths["report"]                     # doctest: +SKIP
+    (344, PosixPath('laion_subset.clipmem/report.html'))
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from curate import flagging, memorization, outputs
+from curate.alignment import FORMS
+from curate.protocols import PROTOCOLS, kfold_plan, paper_plan
+from curate.rankings import DEFAULT_RANKING, resolve_ranking
+from curate.reference_models import load_reference_models, train_reference_models
+from dataio.errors import UsageError
+from dataio.paths import flag_folder
+from train.config import TrainConfig
+from train.data import load_table
+from train.models import create_model
+
+
+@dataclass
+class FlagResult:
+    """What `flag` computed and where it wrote it."""
+
+    scores: pd.DataFrame   # one row per scored key: every score, lint, flagged, reasons
+    flagged_keys: list     # most suspect first
+    summary: dict          # the contents of summary.json
+    paths: dict            # scores, flagged, summary, report, models -> Path
+    out: Path
+
+
+def check_flag_options(method: str, protocol: str, form: str, top_frac: float, threshold: float | None,
+                       views: int, epochs: int) -> None:
+    """Every option that can be wrong, checked before anything is loaded or trained."""
+    resolve_ranking(method)
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    if form not in FORMS:
+        raise UsageError(f"form {form!r}: choose one of {', '.join(FORMS)}")
+    if not 0 < top_frac < 1:
+        raise UsageError(f"--top-frac must be between 0 and 1, got {top_frac}")
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise UsageError(f"--threshold applies to the 0-1 score; got {threshold}")
+    if views < 1 or epochs < 1:
+        raise UsageError("--views and --epochs must be at least 1")
+
+
+def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfold", folds: int = 4,
+         model: str = "clipmem-tiny", epochs: int = 10, batch_size: int = 128, lr: float = 5e-4, seed: int = 0,
+         views: int = memorization.DEFAULT_VIEWS, form: str = "contrastive", top_frac: float = 0.05,
+         threshold: float | None = None, reuse: bool = False, pretrained: str | None = None,
+         pretrained_model: str = "ViT-B-32", progress: bool = True) -> FlagResult:
+    """Score every pair of the img2dataset folder `data` and flag the most suspect.
+
+    method: the ranking that decides what is flagged (curate.rankings; every score is computed anyway).
+    protocol: "kfold" (`folds` trainings score every key) or "paper" (f on S_S+S_C, g on S_S+S_I; scores S_C).
+    top_frac / threshold: flag this fraction, most suspect first, or rows whose 0-1 score is at least this.
+    reuse: score again with the models a previous run saved in OUT/models (no training).
+    pretrained: an open_clip tag or weights file; clipscore becomes that model's cosine.
+    """
+    method = resolve_ranking(method)
+    check_flag_options(method, protocol, form, top_frac, threshold, views, epochs)
+    out = Path(out) if out else flag_folder(data)
+    timings = {}
+    started = time.time()
+    table = load_table(data, progress=progress)
+    timings["load_s"] = round(time.time() - started, 1)
+    if len(table) == 0:
+        raise UsageError(f"{data}: no readable samples to score")
+    if len({c[0] for c in table.captions}) == 1:
+        raise UsageError(f"{data}: every caption is identical; there is nothing to tell apart")
+
+    models_folder = out / "models"
+    started = time.time()
+    if reuse:
+        plan, config, models, csl = load_reference_models(models_folder, table.keys)
+        train_seconds = []
+    else:
+        plan = kfold_plan(table.keys, folds, seed) if protocol == "kfold" else paper_plan(table.keys, seed)
+        config = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+        models, csl, train_seconds = train_reference_models(table, plan, config, models_folder, progress)
+    timings["train_s"] = round(time.time() - started, 1)
+
+    started = time.time()
+    text_views = memorization.single_caption_views(table, plan.scored, seed)
+    per_model = [
+        memorization.measure_model(reference, tokenizer, table, plan.scored, model_plan.negative_keys, views, seed,
+                                   text_views, progress)
+        for (reference, tokenizer), model_plan in zip(models, plan.models)
+    ]
+    measures = memorization.combine_models(per_model, plan, form)
+    cosine = pretrained_cosine(pretrained_model, pretrained, table, plan.scored, seed, progress) if pretrained else None
+    frame = flagging.build_scores_table(table, plan.scored, measures, memorization.cumulative_losses(csl, plan),
+                                        method, seed, cosine)
+    frame["flagged"] = flagging.select_flagged(frame, top_frac, threshold)
+    frame["reasons"] = flagging.reasons(frame)
+    timings["score_s"] = round(time.time() - started, 1)
+    timings["train_s_per_model"] = [round(s, 1) for s in train_seconds]
+
+    settings = {"method": method, "protocol": plan.protocol, "folds": len(plan.models) if plan.protocol == "kfold"
+                else None, "form": form, "views": views, "top_frac": top_frac, "threshold": threshold,
+                "training": config.to_dict(), "reused_models": bool(reuse), "pretrained": pretrained}
+    summary = outputs.summary(data, settings, table, plan, frame, timings)
+    paths = outputs.write_outputs(out, frame, summary, data)
+    return FlagResult(frame, flagging.flagged_first(frame)["key"].tolist(), summary, paths, out)
+
+
+def pretrained_cosine(architecture: str, pretrained: str, table, scored: list, seed: int,
+                      progress: bool) -> np.ndarray:
+    """Plain cosine of each scored pair under a pretrained model (LAION's and DataComp's CLIP-score filter)."""
+    model, tokenizer, _ = create_model(architecture, pretrained=pretrained)
+    measures = memorization.measure_model(model, tokenizer, table, scored, scored[:2], views=1, seed=seed,
+                                          progress=progress)
+    return measures.cosine
