@@ -1,9 +1,5 @@
 """Training engine: models, determinism, resume, per-sample losses, each training hook, learning."""
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP; see train/__init__.py
-
 import math
 import random
 
@@ -13,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from curate.errors import UsageError
-from curate.synthetic import generate
+from dataio.errors import UsageError
+from demo.synthetic import generate
 from train import loop as train_loop
 from train.augment import crop_flip_params, to_model_input
 from train.config import TrainConfig
@@ -32,7 +28,7 @@ def synthetic_table(n, seed=0, size=64):
     images = torch.from_numpy(np.stack([decode_image(item.image_bytes, size) for item in items]))
     keys = [f"{seed:02d}{i:05d}" for i in range(n)]
     return table_from_tensors(keys, images, [item.captions for item in items],
-                              [{"category": item.category} for item in items])
+                              [{"category": item.category, "color": item.extra["color"]} for item in items])
 
 
 @pytest.fixture(scope="module")
@@ -270,21 +266,26 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert [len(b) for b in train_loop.epoch_batches(37, 16, 2, torch.arange(37))] == [16, 16, 4]
 
 
-def test_tiny_model_learns_synthetic_shapes():
+def test_tiny_model_learns_what_the_synthetic_captions_say():
+    """Classes are the shapes' colours, which every caption names: in 8 epochs the tiny model reaches
+    0.90-0.95 zero-shot and linear-probe accuracy on them (seeds 0-2 here) against a majority rate of
+    0.18, so the margins below hold on any CPU and torch build. (The shape itself is learned too slowly
+    at this size to test: across seeds its zero-shot accuracy sat within a few held-out images of the
+    majority rate.)"""
     table = synthetic_table(480, seed=1)
     train_keys, heldout_keys = split_heldout(table.keys, 0.2, seed=0)
     result = train_clip(table, train_keys, TrainConfig(epochs=8, batch_size=96, lr=2e-3, warmup=5), progress=False)
     assert result.step_losses[-1] < result.step_losses[0] - 1.0
-    metrics = evaluate(result.model, result.tokenizer, table, heldout_keys)
+    metrics = evaluate(result.model, result.tokenizer, table, heldout_keys, label_field="color")
     n = len(heldout_keys)
     assert metrics["retrieval_chance_r1"] == pytest.approx(1 / n)
     assert metrics["i2t_r5"] > 5 * metrics["retrieval_chance_r5"]
     assert metrics["t2i_r5"] > 5 * metrics["retrieval_chance_r5"]
     assert metrics["i2t_r1_caption"] >= metrics["i2t_r1"]
     assert metrics["n_classes"] == 8 and metrics["zeroshot_chance"] == pytest.approx(1 / 8)
-    assert max(metrics["zeroshot_label_acc"], metrics["zeroshot_words_acc"]) > metrics["majority_rate"]
-    assert metrics["linear_probe_acc"] > metrics["majority_rate"]
-    assert not math.isnan(metrics["linear_probe_acc"])
+    assert metrics["majority_rate"] < 0.3
+    assert metrics["zeroshot_label_acc"] > metrics["majority_rate"] + 0.4
+    assert metrics["linear_probe_acc"] > metrics["majority_rate"] + 0.4
 
 
 def test_heldout_split_is_stable_per_key_and_near_the_fraction():
