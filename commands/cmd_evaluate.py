@@ -10,12 +10,11 @@ By default the held-out keys of the model's own training run (its recorded --hel
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from commands.cmd_train import read_keys
 from dataio.atomic import write_json
-from dataio.errors import UsageError
 from train.data import DEFAULT_MEMORY_BUDGET_MB
 
 
@@ -36,41 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def choose_keys(args: argparse.Namespace, info: dict, table_keys: list) -> list:
-    from commands.cmd_train import read_keys
-    from train.data import split_heldout
-
-    if args.all:
-        return list(table_keys)
-    if args.keys:
-        available = set(table_keys)
-        keys = [k for k in read_keys(args.keys) if k in available]
-        if not keys:
-            raise UsageError(f"--keys {args.keys}: none of its keys is readable in {args.data}")
-        return keys
-    frac = args.heldout_frac if args.heldout_frac is not None else info.get("heldout_frac", 0.1)
-    seed = args.split_seed if args.split_seed is not None else info.get("split_seed", 0)
-    _, heldout = split_heldout(table_keys, frac, seed)
-    if not heldout:
-        raise UsageError(f"no held-out keys in {args.data} at --heldout-frac {frac}; use --all or --keys FILE")
-    return heldout
-
-
 def run(args: argparse.Namespace) -> int:
-    from train.data import load_table
-    from train.distributed import pick_device
-    from train.evaluate import evaluate, format_metrics
-    from train.models import load_model
+    from train.evaluate import format_metrics
+    from train.run import evaluate_saved
 
-    model, tokenizer, info = load_model(args.model, device=pick_device(args.device))
-    table = load_table(args.data, image_size=info["image_size"], memory_budget_mb=args.memory_budget_mb,
-                       progress=not args.no_progress)
-    keys = choose_keys(args, info, table.keys)
-    label_field = args.label_field or info.get("label_field", "category")
-    print(f"evaluating {args.model} on {len(keys)} samples of {args.data}", file=sys.stderr)
-    metrics = evaluate(model, tokenizer, table, keys, label_field=label_field)
-    metrics["model"] = str(args.model)
-    metrics["data"] = str(args.data)
+    keys = read_keys(args.keys) if args.keys else None
+    metrics = evaluate_saved(args.model, args.data, keys=keys, every_key=args.all, heldout_frac=args.heldout_frac,
+                             split_seed=args.split_seed, label_field=args.label_field, device=args.device,
+                             memory_budget_mb=args.memory_budget_mb, progress=not args.no_progress)
     print(format_metrics(metrics))
     if args.out:
         out = Path(args.out)

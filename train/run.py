@@ -25,7 +25,8 @@ from train.data import DEFAULT_MEMORY_BUDGET_MB, load_table, split_heldout
 from train.distributed import init_distributed
 from train.evaluate import evaluate
 from train.loop import train_clip
-from train.models import input_size
+from train.distributed import pick_device
+from train.models import input_size, load_model
 
 METRICS_FILE = "metrics.json"
 
@@ -101,3 +102,33 @@ def train(data, out, *, model: str = "clipmem-tiny", pretrained: str | None = No
         run.metrics = evaluate(result.model, result.tokenizer, table, heldout_keys, label_field=label_field)
         write_json(Path(out) / METRICS_FILE, run.metrics)
     return run
+
+
+def evaluate_saved(model_dir, data, keys: list | None = None, every_key: bool = False,
+                   heldout_frac: float | None = None, split_seed: int | None = None, label_field: str | None = None,
+                   device: str = "auto", memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+                   progress: bool = True) -> dict:
+    """Utility metrics of a model folder written by `train` on `data`.
+
+    Evaluates `keys` if given, every key with `every_key`, else the model's own held-out split (its recorded
+    heldout_frac and split_seed unless given here). The label field defaults to the one it trained with.
+    """
+    model, tokenizer, info = load_model(model_dir, device=pick_device(device))
+    table = load_table(data, image_size=info["image_size"], memory_budget_mb=memory_budget_mb, progress=progress)
+    if every_key:
+        chosen = list(table.keys)
+    elif keys is not None:
+        available = set(table.keys)
+        chosen = [k for k in keys if k in available]
+        if not chosen:
+            raise UsageError(f"none of the given keys is readable in {data}")
+    else:
+        frac = heldout_frac if heldout_frac is not None else info.get("heldout_frac", 0.1)
+        seed = split_seed if split_seed is not None else info.get("split_seed", 0)
+        chosen = split_heldout(table.keys, frac, seed)[1]
+        if not chosen:
+            raise UsageError(f"no held-out keys in {data} at --heldout-frac {frac}; use --all or --keys FILE")
+    if progress:
+        print(f"evaluating {model_dir} on {len(chosen)} samples of {data}", file=sys.stderr)
+    metrics = evaluate(model, tokenizer, table, chosen, label_field=label_field or info.get("label_field", "category"))
+    return {**metrics, "model": str(model_dir), "data": str(data)}
