@@ -28,14 +28,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import dataio  # noqa: E402,F401  (first: it sets the OpenMP policy before torch loads)
+import dataio  # noqa: E402,F401,I001  (before torch: it sets the OpenMP policy)
 import torch  # noqa: E402
-
+from train.augment import to_model_input  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.data import load_table  # noqa: E402
 from train.loop import train_clip  # noqa: E402
 from train.losses import per_sample_losses  # noqa: E402
-from train.augment import to_model_input  # noqa: E402
 from train.models import create_model, image_mean_std  # noqa: E402
 
 DEFAULT_DATA = Path(tempfile.gettempdir()) / "clipmem_bench" / "shapes_n2560"

@@ -13,14 +13,18 @@ its `training` section is read by `python cli.py train`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 
-import dataclasses
-
 from curate.rankings import ALIASES, RANKINGS
 from mitigation.base import Options
-from mitigation.strategies import GENERAL_OPTIONS, STRATEGIES, MitigationResult, mitigate
+from mitigation.strategies import (
+    GENERAL_OPTIONS,
+    STRATEGIES,
+    MitigationResult,
+    mitigate,
+)
 
 DEFAULTS = Options()
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from curate.protocols import ModelPlan, Plan
 from dataio.atomic import write_parquet, write_text
 from dataio.errors import UsageError
-from curate.protocols import ModelPlan, Plan
 from train.config import TrainConfig
 from train.loop import train_clip
 from train.models import load_model, save_model

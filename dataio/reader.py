@@ -30,8 +30,8 @@ from typing import Iterable, Iterator, Union
 import pyarrow.parquet as pq
 from PIL import Image
 
-from dataio.errors import DataError
 from dataio import formats
+from dataio.errors import DataError
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 FORMATS = ("webdataset", "parquet", "files")

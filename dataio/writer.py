@@ -35,10 +35,15 @@ from typing import Callable, Optional, Union
 from tqdm import tqdm
 
 from dataio import manifest as manifest_io
-from dataio.reader import Dataset, Sample, Unreadable, without_duplicates
-from dataio.errors import UsageError
 from dataio.atomic import temporary_name, write_json
-from dataio.formats import FilesShardWriter, ParquetShardWriter, TarShardWriter, write_parquet_atomic
+from dataio.errors import UsageError
+from dataio.formats import (
+    FilesShardWriter,
+    ParquetShardWriter,
+    TarShardWriter,
+    write_parquet_atomic,
+)
+from dataio.reader import Dataset, Sample, Unreadable, without_duplicates
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from demo import staging
 from dataio.errors import DataError, UsageError
 from dataio.reader import FORMATS
+from demo import staging
 
 SOURCES = ("openclipart", "synthetic")
 # One img2dataset thread per process: samples then sit in each shard in url-list order, run after run.

@@ -31,8 +31,8 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from demo.source import SourceItem
 from dataio.errors import DataError
+from demo.source import SourceItem
 
 PACKAGES = ("openclipart-png", "openclipart-svg")
 SYSTEM_ROOT = Path("/usr/share/openclipart")

@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from demo import openclipart, synthetic
-from demo.source import SourceItem, stage_image
 from dataio.errors import DataError
+from demo import openclipart, synthetic
 from demo.local_server import no_proxy_for_localhost, serve_folder
+from demo.source import SourceItem, stage_image
 
 DEFAULT_SYNTHETIC_N = 1000
 SYNTHETIC_MIN_RENDER = 128

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -24,10 +23,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dataio.reader import Unreadable, open_dataset
-from dataio.errors import UsageError
 from dataio.atomic import temporary_name, write_json
+from dataio.errors import UsageError
 from dataio.formats import TarShardWriter, write_parquet_atomic
+from dataio.reader import Unreadable, open_dataset
 from dataio.recipe import read_recipe, write_recipe
 
 EXPANDED_SUFFIX = ".expanded"

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 
-from dataio.reader import Dataset, Sample
 from dataio.errors import UsageError
+from dataio.reader import Dataset, Sample
 from dataio.writer import Keep
 from mitigation.base import Options, Step, count
 from train.eda import augment_caption

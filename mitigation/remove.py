@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from curate.rankings import RANKINGS, resolve_ranking
-from dataio.errors import DataError, UsageError
 from dataio import paths
+from dataio.errors import DataError, UsageError
 from dataio.reader import Dataset, Sample
 from dataio.writer import Keep, Remove
 from mitigation.base import Options, Step, count

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dataio.reader import Dataset, Sample
 from dataio.errors import DataError, UsageError
+from dataio.reader import Dataset, Sample
 from dataio.writer import Keep
 from mitigation.base import Options, Step, count
 from train.eda import augment_caption

@@ -38,7 +38,7 @@ def summarize(rows: list) -> pd.DataFrame:
 
 def pareto_front(summary: pd.DataFrame, utility: str = PLOT_UTILITY) -> list:
     """Strategies no other strategy beats on both lower memorization and higher utility."""
-    points = summary[[f"memorization_mean", f"{utility}_mean"]].to_numpy()
+    points = summary[["memorization_mean", f"{utility}_mean"]].to_numpy()
     front = []
     for i, (mem, util) in enumerate(points):
         dominated = any((m <= mem and u >= util) and (m < mem or u > util) for j, (m, u) in enumerate(points) if j != i)

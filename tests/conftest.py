@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dataio  # noqa: F401  (first: it sets the OpenMP policy before any test module loads torch)
 import pytest
 
+import dataio  # noqa: F401  (first: it sets the OpenMP policy before any test module loads torch)
 from demo.build import build_demo
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from dataio.reader import open_dataset
 from dataio.errors import DataError, UsageError
 from dataio.manifest import read_manifest
+from dataio.reader import open_dataset
 from dataio.writer import Keep, Remove, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,12 +14,13 @@ import pytest
 from PIL import Image
 
 import cli
-from dataio.reader import open_dataset
-from demo.build import build_demo, inject_swaps_into
-from demo.source import DARK_GRAY, SourceItem, stage_image
-from demo import source as demo_source, openclipart
 from dataio.errors import DataError, UsageError
+from dataio.reader import open_dataset
+from demo import openclipart
+from demo import source as demo_source
+from demo.build import build_demo, inject_swaps_into
 from demo.local_server import serve_folder
+from demo.source import DARK_GRAY, SourceItem, stage_image
 from demo.synthetic import make_item
 
 

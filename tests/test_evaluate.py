@@ -7,8 +7,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from train.data import table_from_tensors
-from train.evaluate import (encode_images, encode_texts, evaluate, format_metrics, linear_probe_accuracy,
-                            match_ranks, retrieval_metrics, zero_shot_accuracy)
+from train.evaluate import (
+    encode_images,
+    encode_texts,
+    evaluate,
+    format_metrics,
+    linear_probe_accuracy,
+    match_ranks,
+    retrieval_metrics,
+    zero_shot_accuracy,
+)
 from train.models import create_model
 from train.prompts import caption_word_names, label_names
 

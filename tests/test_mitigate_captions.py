@@ -1,13 +1,13 @@
 """`text-aug` and `multi-caption`: captions land in the json `captions` list, the .txt stays the primary."""
 
 import pytest
+from test_text_aug import tiny_t5_dir  # noqa: F401  (a fixture: a tiny random T5 saved locally)
 
-from dataio.reader import open_dataset
 from dataio.manifest import read_manifest
+from dataio.reader import open_dataset
 from dataio.writer import Keep, write_dataset
 from mitigation.strategies import mitigate
 from train.eda import augment_caption
-from test_text_aug import tiny_t5_dir  # noqa: F401  (a fixture: a tiny random T5 saved locally)
 
 N = 24
 

@@ -4,12 +4,12 @@ import json
 import shutil
 
 import pytest
+from test_open_clip_client import train_with_open_clip
 
 import cli
-from dataio.reader import open_dataset
 from dataio.manifest import read_manifest
+from dataio.reader import open_dataset
 from dataio.recipe import training_overrides
-from test_open_clip_client import train_with_open_clip
 
 
 @pytest.fixture(scope="module")

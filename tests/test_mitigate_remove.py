@@ -6,10 +6,10 @@ import shutil
 import pandas as pd
 import pytest
 
-from dataio.reader import open_dataset
 from dataio.errors import DataError, UsageError
 from dataio.manifest import read_manifest
 from dataio.paths import scores_path as default_scores_path
+from dataio.reader import open_dataset
 from mitigation.strategies import mitigate
 
 N = 24

@@ -16,8 +16,8 @@ from train.augment import crop_flip_params, to_model_input
 from train.config import TrainConfig
 from train.data import decode_image, split_heldout, table_from_tensors
 from train.evaluate import encode_texts, evaluate
-from train.losses import per_sample_losses
 from train.loop import batch_tokens, train_clip
+from train.losses import per_sample_losses
 from train.models import create_model, load_model, save_model
 
 FAST = dict(batch_size=16, warmup=2, lr=1e-3)

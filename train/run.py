@@ -22,10 +22,9 @@ from dataio.errors import UsageError
 from dataio.recipe import training_overrides
 from train.config import TrainConfig, TrainResult
 from train.data import DEFAULT_MEMORY_BUDGET_MB, load_table, split_heldout
-from train.distributed import init_distributed
+from train.distributed import init_distributed, pick_device
 from train.evaluate import evaluate
 from train.loop import train_clip
-from train.distributed import pick_device
 from train.models import input_size, load_model
 
 METRICS_FILE = "metrics.json"
