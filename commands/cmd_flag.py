@@ -36,8 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--top-frac", type=float, default=0.05, help="flag this fraction, most suspect first")
     group.add_argument("--threshold", type=float, help="flag rows whose score (ranking scaled to 0-1) is at least this")
     parser.add_argument("--reuse", action="store_true", help="score again with the models a previous run saved")
-    parser.add_argument("--pretrained", help="open_clip pretrained tag: clipscore becomes that model's cosine")
+    parser.add_argument("--pretrained", metavar="TAG_OR_FILE",
+                        help="open_clip pretrained tag or checkpoint file: clipscore becomes that model's cosine "
+                             "(LAION's / DataComp's CLIP-score filter as a baseline)")
     parser.add_argument("--pretrained-model", default="ViT-B-32", help="architecture for --pretrained")
+    parser.add_argument("--init-from", metavar="TAG_OR_FILE",
+                        help="reference models fine-tune from this open_clip checkpoint (of --model) instead of "
+                             "training from scratch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -50,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
                   model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                   views=args.views, form=args.form, top_frac=args.top_frac, threshold=args.threshold,
                   reuse=args.reuse, pretrained=args.pretrained, pretrained_model=args.pretrained_model,
-                  progress=not args.no_progress)
+                  init_from=args.init_from, progress=not args.no_progress)
     print(format_console_summary(result.summary, result.out))
     return 0

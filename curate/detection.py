@@ -1,15 +1,15 @@
-"""How well a suspicion score finds known-bad pairs: AUROC, precision and recall among the top fraction.
+"""How well a suspicion score finds known-bad pairs: AUROC, AUPRC, precision and recall among the top fraction.
 
 Example:
     >>> from curate.detection import detection_metrics
     >>> detection_metrics([0.9, 0.8, 0.1, 0.2], [True, False, False, False], top_frac=0.25)
-    {'auroc': 1.0, 'precision': 1.0, 'recall': 1.0, 'flagged': 1, 'positives': 1}
+    {'auroc': 1.0, 'auprc': 1.0, 'precision': 1.0, 'recall': 1.0, 'flagged': 1, 'positives': 1}
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 def top_fraction_mask(scores, top_frac: float) -> np.ndarray:
@@ -29,9 +29,12 @@ def detection_metrics(scores, labels, top_frac: float) -> dict:
     flagged = top_fraction_mask(scores, top_frac)
     positives = int(labels.sum())
     hits = int((flagged & labels).sum())
-    auroc = float(roc_auc_score(labels, scores)) if 0 < positives < len(labels) else float("nan")
+    both_classes = 0 < positives < len(labels)
+    auroc = float(roc_auc_score(labels, scores)) if both_classes else float("nan")
+    auprc = float(average_precision_score(labels, scores)) if both_classes else float("nan")
     return {
         "auroc": round(auroc, 4),
+        "auprc": round(auprc, 4),
         "precision": round(hits / max(int(flagged.sum()), 1), 4),
         "recall": round(hits / max(positives, 1), 4),
         "flagged": int(flagged.sum()),

@@ -38,6 +38,10 @@ class ModelMeasures:
     loss: np.ndarray
     image_side: np.ndarray
     text_side: np.ndarray
+    # The pair's image (mean of its views) and caption (mean of its captions), normalized: the space the
+    # neighbour score searches in.
+    image_embedding: torch.Tensor | None = None
+    caption_embedding: torch.Tensor | None = None
 
 
 def embed_image_views(model, images: torch.Tensor, views: int, seed: int, progress: bool = False) -> torch.Tensor:
@@ -97,6 +101,8 @@ def measure_model(model, tokenizer, table, scored_keys: list, negative_keys: lis
                                       logit_scale).numpy(),
         image_side=alignment.view_agreement(image_views).numpy(),
         text_side=alignment.caption_agreement(text_embeddings, text_owner, len(rows)).numpy(),
+        image_embedding=F.normalize(image_views.mean(dim=1), dim=-1),
+        caption_embedding=F.normalize(caption_mean, dim=-1),
     )
 
 

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,9 @@ import pandas as pd
 
 from curate import flagging, memorization, outputs
 from curate.alignment import FORMS
+from curate.neighbours import held_out_neighbour_scores
 from curate.protocols import PROTOCOLS, kfold_plan, paper_plan
-from curate.rankings import DEFAULT_RANKING, resolve_ranking
+from curate.rankings import DEFAULT_RANKING, inputs_used, resolve_ranking
 from curate.reference_models import load_reference_models, train_reference_models
 from dataio.errors import UsageError
 from dataio.paths import flag_folder
@@ -63,14 +65,16 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
          model: str = "clipmem-tiny", epochs: int = 10, batch_size: int = 128, lr: float = 5e-4, seed: int = 0,
          views: int = memorization.DEFAULT_VIEWS, form: str = "contrastive", top_frac: float = 0.05,
          threshold: float | None = None, reuse: bool = False, pretrained: str | None = None,
-         pretrained_model: str = "ViT-B-32", progress: bool = True) -> FlagResult:
+         pretrained_model: str = "ViT-B-32", init_from: str | None = None, progress: bool = True) -> FlagResult:
     """Score every pair of the img2dataset folder `data` and flag the most suspect.
 
     method: the ranking that decides what is flagged (curate.rankings; every score is computed anyway).
     protocol: "kfold" (`folds` trainings score every key) or "paper" (f on S_S+S_C, g on S_S+S_I; scores S_C).
     top_frac / threshold: flag this fraction, most suspect first, or rows whose 0-1 score is at least this.
     reuse: score again with the models a previous run saved in OUT/models (no training).
-    pretrained: an open_clip tag or weights file; clipscore becomes that model's cosine.
+    pretrained: an open_clip tag or checkpoint file of `pretrained_model`; clipscore becomes that model's cosine.
+    init_from: an open_clip tag or checkpoint file of `model`: the reference models fine-tune from it instead
+    of training from scratch (every model from the same weights, as the protocols require).
     """
     method = resolve_ranking(method)
     check_flag_options(method, protocol, form, top_frac, threshold, views, epochs)
@@ -91,7 +95,7 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
         train_seconds = []
     else:
         plan = kfold_plan(table.keys, folds, seed) if protocol == "kfold" else paper_plan(table.keys, seed)
-        config = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+        config = TrainConfig(model=model, pretrained=init_from, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
         models, csl, train_seconds = train_reference_models(table, plan, config, models_folder, progress)
     timings["train_s"] = round(time.time() - started, 1)
 
@@ -103,15 +107,20 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
         for (reference, tokenizer), model_plan in zip(models, plan.models)
     ]
     measures = memorization.combine_models(per_model, plan, form)
+    neighbours = held_out_neighbour_scores(per_model, plan)
+    measures = measures.join(neighbours.drop(columns="key"))
     cosine = pretrained_cosine(pretrained_model, pretrained, table, plan.scored, seed, progress) if pretrained else None
     frame = flagging.build_scores_table(table, plan.scored, measures, memorization.cumulative_losses(csl, plan),
                                         method, seed, cosine)
     frame["flagged"] = flagging.select_flagged(frame, top_frac, threshold)
     frame["reasons"] = flagging.reasons(frame)
+    method_used = inputs_used(method, frame)
+    if progress and " only (" in method_used:
+        print(f"note: ranking by {method_used}", file=sys.stderr)
     timings["score_s"] = round(time.time() - started, 1)
     timings["train_s_per_model"] = [round(s, 1) for s in train_seconds]
 
-    settings = {"method": method, "protocol": plan.protocol, "folds": len(plan.models) if plan.protocol == "kfold"
+    settings = {"method": method, "method_used": method_used, "protocol": plan.protocol, "folds": len(plan.models) if plan.protocol == "kfold"
                 else None, "form": form, "views": views, "top_frac": top_frac, "threshold": threshold,
                 "training": config.to_dict(), "reused_models": bool(reuse), "pretrained": pretrained}
     summary = outputs.summary(data, settings, table, plan, frame, timings)

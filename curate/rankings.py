@@ -59,11 +59,34 @@ def rank_combined(table: pd.DataFrame) -> pd.Series:
     """Mean of the percentiles of low held-out alignment and high cumulative training loss.
 
     Measured on laion_subset (bench/flag.py, README): this pair beat each score alone and every other
-    combination tried, among them adding CLIPMem and ranking within caption-frequency strata.
+    combination tried, among them adding CLIPMem and ranking within caption-frequency strata. Without csl
+    (a run that could not record it) it is the held-out alignment alone: `combined_inputs` says which.
     """
-    parts = [percentile(-table["clipscore"])]
-    if "csl" in table and table["csl"].notna().all():
-        parts.append(percentile(table["csl"]))
+    return _mean_percentile(table, combined_inputs(table))
+
+
+def rank_neighbour(table: pd.DataFrame) -> pd.Series:
+    """How far a pair sits from its held-out neighbourhood (curate.neighbours)."""
+    return table["neighbour"]
+
+
+def rank_combined_neighbour(table: pd.DataFrame) -> pd.Series:
+    """The combined ranking with the neighbour score as a third input."""
+    return _mean_percentile(table, combined_inputs(table) + (["neighbour"] if _complete(table, "neighbour") else []))
+
+
+def combined_inputs(table: pd.DataFrame) -> list:
+    """The score columns the combined ranking can use on this table: clipscore, and csl where every row has it."""
+    return ["clipscore"] + (["csl"] if _complete(table, "csl") else [])
+
+
+def _complete(table: pd.DataFrame, column: str) -> bool:
+    return column in table and table[column].notna().all()
+
+
+def _mean_percentile(table: pd.DataFrame, columns: list) -> pd.Series:
+    """Each column's percentile, low held-out alignment counting as suspect, averaged and scaled to [0, 1]."""
+    parts = [percentile(-table[c] if c == "clipscore" else table[c]) for c in columns]
     return minmax(sum(parts) / len(parts))
 
 
@@ -90,6 +113,10 @@ RANKINGS = {
         Ranking("clipmem", rank_clipmem, "clipmem", True, "CLIPMem, f minus g alignment (normalized 0-1)"),
         Ranking("clipscore", rank_clipscore, "clipscore", False, "held-out alignment A_g, lowest first"),
         Ranking("csl", rank_csl, "csl", True, "cumulative sample loss of the training runs"),
+        Ranking("neighbour", rank_neighbour, "neighbour", True,
+                "distance from the captions of the image's held-out neighbours and back (LEMoN-style)"),
+        Ranking("combined-neighbour", rank_combined_neighbour, "rank_combined-neighbour", True,
+                "combined plus the neighbour score"),
         Ranking("random", rank_random, "random", True, "random order (a baseline)"),
     )
 }
@@ -107,6 +134,24 @@ def resolve_ranking(name: str) -> str:
     if name not in RANKINGS:
         raise UsageError(f"unknown ranking {name!r}; choose one of {', '.join(RANKINGS)}")
     return name
+
+
+def inputs_used(name: str, table: pd.DataFrame) -> str:
+    """What a ranking actually rested on for this table, in words: a fallback is said, never silent.
+
+    >>> inputs_used("combined", pd.DataFrame({"clipscore": [0.1, 0.2], "csl": [1.0, None]}))
+    'combined of clipscore only (csl missing for 1 of 2 keys)'
+    """
+    if name not in ("combined", "combined-neighbour"):
+        return name
+    wanted = ["clipscore", "csl"] + (["neighbour"] if name == "combined-neighbour" else [])
+    used = [c for c in wanted if _complete(table, c)]
+    missing = [c for c in wanted if c not in used]
+    if not missing:
+        return f"{name} of {' + '.join(used)}"
+    gaps = ", ".join(f"{c} missing for {int(table[c].isna().sum()) if c in table else len(table)} of {len(table)} keys"
+                     for c in missing)
+    return f"{name} of {' + '.join(used)} only ({gaps})"
 
 
 def add_rankings(table: pd.DataFrame) -> pd.DataFrame:

@@ -45,6 +45,9 @@ def test_swapped_pairs_are_more_memorized_and_the_default_ranking_beats_random(f
     detection = json.loads((out / "summary.json").read_text())["detection"]
     assert detection["combined"]["auroc"] >= detection["random"]["auroc"] + 0.2
     assert detection["combined"]["auroc"] >= 0.75
+    # the neighbour score alone reached 0.97 here: half that margin over random survives another machine
+    assert detection["neighbour"]["auroc"] >= detection["random"]["auroc"] + 0.2
+    assert scores[["nbr_image", "nbr_text", "neighbour"]].notna().all().all()
 
 
 def test_outputs_say_why_and_the_report_escapes_captions(flagged_run):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from contextlib import contextmanager
 from copy import deepcopy
 from pathlib import Path
@@ -70,15 +71,19 @@ def create_model(name: str, pretrained: str | None = None, seed: int = 0, siglip
     if image_size is not None:
         model_cfg["vision_cfg"]["image_size"] = image_size
     _check_pretrained(name, pretrained)
+    from_file = bool(pretrained) and os.path.isfile(pretrained)
     # Forked RNG: seeding here must not change the caller's random stream.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
-            with _quiet_open_clip():
+            with _quiet_open_clip(), _hub_offline_unless_reachable(pretrained and not from_file):
                 model = open_clip.create_model(name, pretrained=pretrained, force_image_size=image_size,
                                                **model_kwargs)
-        except RuntimeError as error:
+        except (RuntimeError, KeyError, ValueError, OSError) as error:
             reason = _first_line(error).split(" Last error:")[0]
+            if from_file:
+                raise UsageError(f"--pretrained {pretrained}: cannot load it into {name} ({reason[:200]}); give an "
+                                 "open_clip checkpoint of this architecture") from None
             raise UsageError(f"--pretrained {pretrained} for {name}: {reason}; tags download from the Hugging Face "
                              "hub (needs network or its local cache), or give a local weights file path") from None
     model.clipmem_spec = {"model": name, "pretrained": pretrained, "seed": seed, "siglip": siglip,
@@ -86,6 +91,37 @@ def create_model(name: str, pretrained: str | None = None, seed: int = 0, siglip
     with _quiet_open_clip():
         tokenizer = open_clip.get_tokenizer(name)
     return model.to(device), tokenizer, image_size_of(model)
+
+
+HUB_HOST = ("huggingface.co", 443)
+REACH_TIMEOUT_S = 3.0
+
+
+def hub_reachable() -> bool:
+    """Whether the Hugging Face hub answers at all; a proxy in the environment is trusted to reach it."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        socket.create_connection(HUB_HOST, timeout=REACH_TIMEOUT_S).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def _hub_offline_unless_reachable(uses_hub: bool):
+    """Without a hub to reach, look only in the local cache: a missing tag then fails at once instead of
+    after a minute of download retries."""
+    import huggingface_hub.constants as hub
+
+    offline = bool(uses_hub) and not hub.HF_HUB_OFFLINE and not hub_reachable()
+    previous = hub.HF_HUB_OFFLINE
+    if offline:
+        hub.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = previous
 
 
 @contextmanager

@@ -1,0 +1,77 @@
+"""A neighbour score in the spirit of LEMoN (ICML 2025): does a pair agree with the pairs around it?
+
+In the embedding space of a reference model that never trained on the pair (its held-out model), a
+mis-captioned pair stands out twice: its caption is far from the captions of the images nearest to its
+image, and its image is far from the images of the captions nearest to its caption. Each neighbour's
+distance is weighted by how close that neighbour is (exp(-distance / temperature)), so a far neighbour
+says little. Neighbours are searched among the pairs that the same model held out (one kfold fold, or the
+paper protocol's candidates), by blocked matrix products: memory stays at a block of rows times the pool.
+
+Example (two clusters of three pairs; the last pair's caption belongs to the other cluster):
+    >>> import torch
+    >>> a, b = [[1.0, 0.0], [1.0, 0.1], [1.0, -0.1]], [[0.0, 1.0], [0.1, 1.0], [-0.1, 1.0]]
+    >>> images = torch.nn.functional.normalize(torch.tensor(a + b), dim=-1)
+    >>> captions = torch.nn.functional.normalize(torch.tensor(a + b[:2] + [[1.0, 0.05]]), dim=-1)
+    >>> image_side, text_side = neighbour_distances(images, captions, k=2)
+    >>> int(image_side.argmax()), int(text_side.argmax())
+    (5, 5)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from curate.protocols import Plan
+
+DEFAULT_K = 5  # LEMoN's k
+TEMPERATURE = 0.1
+BLOCK_ROWS = 2048
+
+
+def neighbour_distances(images: torch.Tensor, captions: torch.Tensor, k: int = DEFAULT_K,
+                        temperature: float = TEMPERATURE) -> tuple:
+    """For normalized [N, D] image and caption embeddings of the same N pairs: per pair, the weighted mean
+    caption distance to its image neighbours (image side) and image distance to its caption neighbours
+    (text side). Higher = the pair disagrees with its neighbourhood."""
+    count = images.shape[0]
+    k = min(k, count - 1)
+    if k < 1:
+        return torch.full((count,), float("nan")), torch.full((count,), float("nan"))
+    return (_side(images, captions, k, temperature), _side(captions, images, k, temperature))
+
+
+def _side(search: torch.Tensor, compare: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
+    """Find neighbours in `search` space; measure the pair's distance to them in `compare` space."""
+    out = torch.empty(search.shape[0])
+    for start in range(0, search.shape[0], BLOCK_ROWS):
+        block = slice(start, start + BLOCK_ROWS)
+        similarity = search[block] @ search.T
+        rows = torch.arange(similarity.shape[0])
+        similarity[rows, rows + start] = -float("inf")  # a pair is not its own neighbour
+        nearest_similarity, nearest = similarity.topk(k, dim=1)
+        weight = torch.exp(-(1 - nearest_similarity) / temperature)
+        distance = 1 - (compare[block][:, None, :] * compare[nearest]).sum(-1)
+        out[block] = (weight * distance).sum(1) / weight.sum(1).clamp(min=1e-12)
+    return out
+
+
+def held_out_neighbour_scores(per_model: list, plan: Plan, k: int = DEFAULT_K) -> pd.DataFrame:
+    """nbr_image, nbr_text and their sum `neighbour` per scored key, each pair measured by its held-out
+    model among the other pairs that model held out. per_model: curate.memorization.ModelMeasures."""
+    position = {key: i for i, key in enumerate(plan.scored)}
+    image_side = np.full(len(plan.scored), np.nan)
+    text_side = np.full(len(plan.scored), np.nan)
+    for index, measures in enumerate(per_model):
+        # The pairs this model held out; a key with several held-out models takes the first.
+        keys = [key for key in plan.scored if plan.without_model[key][0] == index]
+        if not keys:
+            continue
+        rows = torch.tensor([position[key] for key in keys])
+        images, captions = measures.image_embedding[rows], measures.caption_embedding[rows]
+        image_distance, text_distance = neighbour_distances(images, captions, k)
+        image_side[rows.numpy()] = image_distance.numpy()
+        text_side[rows.numpy()] = text_distance.numpy()
+    return pd.DataFrame({"key": plan.scored, "nbr_image": image_side, "nbr_text": text_side,
+                         "neighbour": image_side + text_side})
