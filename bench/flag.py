@@ -1,9 +1,10 @@
 """Benchmark (not a test): how well each score finds the injected caption swaps of laion_subset, and
 what each protocol costs in training.
 
-For every score: AUROC and precision among the top 5 %, overall and split by how often the caption
-repeats; then the cost (models trained, wall time) of kfold against the paper protocol and against
-the cumulative sample loss of one training run on all the data (csl alone, Ravikumar et al. 2025).
+For every score: AUROC and precision among the top 5 %, overall, by how many images carry the caption
+(1, 2-9, 10-99, 100+) and by noise type; then the cost (models trained, wall time) of kfold against the
+paper protocol and against the cumulative sample loss of one training run on all the data (csl alone,
+Ravikumar et al. 2025).
 
     python bench/flag.py [--data laion_subset] [--epochs 10] [--folds 4] [--work /tmp/clipmem-bench-flag]
 """
@@ -20,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 import curate  # noqa: E402
 from curate.detection import detection_metrics  # noqa: E402
+from curate.flagging import CAPTION_REPEAT_STRATA  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.data import load_table  # noqa: E402
 from train.loop import train_clip  # noqa: E402
@@ -45,12 +47,22 @@ def csl_alone(data: str, epochs: int, seed: int) -> dict:
 
 
 def print_detection(title: str, detection: dict) -> None:
+    """Overall figures, then AUROC per caption-repeat stratum and per noise type ('-': stratum lacks a class)."""
+    strata = [label for label, _, _ in CAPTION_REPEAT_STRATA]
+    noise_types = sorted({kind for m in detection.values() for kind in m.get("auroc_by_noise", {})})
     print(f"\n{title}")
-    print(f"{'score':12}{'AUROC':>8}{'prec@5%':>9}{'recall':>8}{'AUROC (caption seen <3x)':>26}{'(>=3x)':>8}")
+    print(f"{'':29}AUROC by how many images carry the caption" + ("; by noise type" if noise_types else ""))
+    print(f"{'score':12}{'AUROC':>8}{'prec@5%':>9}{'recall':>8}"
+          + "".join(f"{label:>8}" for label in strata) + "".join(f"{kind:>17}" for kind in noise_types))
     for name, m in detection.items():
-        rare = m.get("auroc_captions_seen_lt_3", float("nan"))
-        common = m.get("auroc_captions_seen_ge_3", float("nan"))
-        print(f"{name:12}{m['auroc']:8.3f}{m['precision']:9.3f}{m['recall']:8.3f}{rare:26.3f}{common:8.3f}")
+        by_repeats, by_noise = m.get("auroc_by_caption_repeats", {}), m.get("auroc_by_noise", {})
+        print(f"{name:12}{m['auroc']:8.3f}{m['precision']:9.3f}{m['recall']:8.3f}"
+              + "".join(_cell(by_repeats.get(label), 8) for label in strata)
+              + "".join(_cell(by_noise.get(kind), 17) for kind in noise_types))
+
+
+def _cell(value, width: int) -> str:
+    return f"{value:{width}.3f}" if value is not None else f"{'-':>{width}}"
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
     python cli.py demo-data                                   # all drawings, 64 px, webdataset
     python cli.py demo-data --inject-swaps 0.05               # 5 % of captions swapped across categories
+    python cli.py demo-data --inject-swaps 0.1 --noise boilerplate   # 10 % replaced by "IMG_1234.jpg" and co.
     python cli.py demo-data --source synthetic --n 500 --out shapes
 
 The source images are staged, listed in a url+caption parquet, served on 127.0.0.1 and downloaded with
@@ -13,7 +14,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from demo.build import FORMATS, SOURCES, build
+from demo.build import (
+    DEFAULT_NOISE,
+    FORMATS,
+    MAX_INJECT_RATE,
+    MIN_INJECT_RATE,
+    NOISE_TYPES,
+    SOURCES,
+    build,
+)
 from demo.staging import DEFAULT_SYNTHETIC_N
 
 
@@ -24,7 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=64, help="side of the square output images, in pixels")
     parser.add_argument("--seed", type=int, default=0, help="seed for sample choice, order and caption swaps")
     parser.add_argument("--inject-swaps", type=float, default=0.0, metavar="FRAC",
-                        help="fraction of captions replaced by the caption of a sample of another category")
+                        help=f"fraction of captions replaced with --noise: 0 (none) or {MIN_INJECT_RATE} to "
+                             f"{MAX_INJECT_RATE}; the json records injected, noise and original_caption")
+    parser.add_argument("--noise", choices=NOISE_TYPES, default=DEFAULT_NOISE,
+                        help="what replaces a caption: "
+                             + "; ".join(f"{name}: {text}" for name, text in NOISE_TYPES.items()))
     parser.add_argument("--source", choices=SOURCES, default="openclipart",
                         help="Open Clip Art drawings (Debian packages) or synthetic shapes (no downloads)")
     parser.add_argument("--format", choices=FORMATS, default="webdataset", help="img2dataset output format")
@@ -42,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         args.out, n=args.n, image_size=args.image_size, seed=args.seed, inject_swaps=args.inject_swaps,
         source=args.source, output_format=args.format, processes=args.processes,
         samples_per_shard=args.shard_size, overwrite=args.overwrite, cache_dir=args.cache_dir,
+        noise=args.noise,
     )
     print(summary.text())
     return 0

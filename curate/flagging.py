@@ -18,7 +18,8 @@ from curate.rankings import RANKINGS, add_rankings, minmax
 
 # A measurement in its own top tenth is worth naming as a reason.
 REASON_PERCENTILE = 0.9
-REPEAT_SPLIT = 3
+# Detection by how many images carry a pair's caption: (label, fewest, most) images, bounds included.
+CAPTION_REPEAT_STRATA = (("unique", 1, 1), ("2-9", 2, 9), ("10-99", 10, 99), ("100+", 100, None))
 
 
 def build_scores_table(table, scored: list, measures: pd.DataFrame, csl: np.ndarray, method: str, seed: int,
@@ -36,7 +37,7 @@ def build_scores_table(table, scored: list, measures: pd.DataFrame, csl: np.ndar
     frame["random"] = np.random.default_rng(seed).random(len(frame))
     frame["caption_repeats"] = [repeats_all[k] for k in scored]
     frame["lint"] = ["; ".join(lint_all[k]) for k in scored]
-    for field in ("category", "injected", "original_caption"):
+    for field in ("category", "injected", "noise", "original_caption"):
         values = [table.meta[r].get(field) for r in rows]
         if any(v is not None for v in values):
             frame[field] = values
@@ -82,22 +83,50 @@ def reasons(frame: pd.DataFrame) -> pd.Series:
 
 
 def detection_report(frame: pd.DataFrame, top_frac: float) -> dict:
-    """AUROC / precision / recall of every ranking against injected swaps, overall and by caption repetition."""
+    """AUROC / precision / recall of every ranking against injected noise, with AUROC per stratum.
+
+    Each ranking's entry adds `auroc_by_caption_repeats` ({"unique", "2-9", "10-99", "100+"}: pairs whose
+    caption is on that many images) and, when the table knows noise types, `auroc_by_noise` (each type's
+    injected pairs against all clean pairs); a stratum is reported only where it holds both classes.
+
+    Example:
+        >>> frame = pd.DataFrame({"rank_random": [0.9, 0.2, 0.8, 0.1, 0.3, 0.4],
+        ...                       "injected": [True, False, True, False, False, False],
+        ...                       "noise": ["boilerplate", None, "within-category", None, None, None],
+        ...                       "caption_repeats": [1, 1, 12, 12, 1, 150]})
+        >>> entry = detection_report(frame, top_frac=0.34)["random"]
+        >>> entry["auroc_by_caption_repeats"], entry["auroc_by_noise"]
+        ({'unique': 1.0, '10-99': 1.0}, {'boilerplate': 1.0, 'within-category': 1.0})
+    """
     if "injected" not in frame or not frame["injected"].any():
         return {}
+    injected = frame["injected"].astype(bool)
+    strata = {"auroc_by_caption_repeats": _caption_repeat_strata(frame["caption_repeats"])}
+    if "noise" in frame:
+        strata["auroc_by_noise"] = _noise_strata(frame["noise"], injected)
     report = {}
-    rare = frame["caption_repeats"] < REPEAT_SPLIT
     for name in RANKINGS:
         column = f"rank_{name}"
         if column not in frame or frame[column].isna().all():
             continue
         values = frame[column].fillna(frame[column].min())
-        entry = detection_metrics(values, frame["injected"], top_frac)
-        for label, mask in ((f"captions_seen_lt_{REPEAT_SPLIT}", rare), (f"captions_seen_ge_{REPEAT_SPLIT}", ~rare)):
-            if 0 < frame.loc[mask, "injected"].sum() < mask.sum():
-                entry[f"auroc_{label}"] = detection_metrics(values[mask], frame.loc[mask, "injected"], top_frac)["auroc"]
+        entry = detection_metrics(values, injected, top_frac)
+        for key, masks in strata.items():
+            entry[key] = {label: detection_metrics(values[mask], injected[mask], top_frac)["auroc"]
+                          for label, mask in masks.items() if 0 < injected[mask].sum() < mask.sum()}
         report[name] = entry
     return report
+
+
+def _caption_repeat_strata(repeats: pd.Series) -> dict:
+    """{stratum label: rows whose caption is on that many images}."""
+    return {label: (repeats >= fewest) & (repeats <= (most if most is not None else np.inf))
+            for label, fewest, most in CAPTION_REPEAT_STRATA}
+
+
+def _noise_strata(noise: pd.Series, injected: pd.Series) -> dict:
+    """{noise type: its injected rows and every clean row}."""
+    return {kind: ~injected | noise.eq(kind) for kind in sorted(noise[injected].dropna().unique())}
 
 
 def modality_means(frame: pd.DataFrame) -> dict:

@@ -35,7 +35,8 @@ SYNTHETIC_MIN_RENDER = 128
 MIN_ITEMS_FOR_PROCESSES = 200
 BASE_COLUMNS = {
     "url_path": pa.string(), "caption": pa.string(), "captions": pa.list_(pa.string()), "category": pa.string(),
-    "injected": pa.bool_(), "original_caption": pa.string(), "swapped_from": pa.string(), "source_id": pa.string(),
+    "injected": pa.bool_(), "noise": pa.string(), "original_caption": pa.string(), "swapped_from": pa.string(),
+    "source_id": pa.string(),
 }
 
 
@@ -108,8 +109,8 @@ def row_for(item: SourceItem) -> dict:
     """The url-list row of a staged item; `url_path` becomes `url` once the server's address is known."""
     row = {
         "url_path": item.url_path, "caption": item.caption, "captions": list(item.captions),
-        "category": item.category, "injected": False, "original_caption": None, "swapped_from": None,
-        "source_id": item.source_id,
+        "category": item.category, "injected": False, "noise": None, "original_caption": None,
+        "swapped_from": None, "source_id": item.source_id,
     }
     row.update(item.extra)
     return row
