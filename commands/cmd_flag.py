@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", metavar="TAG_OR_FILE",
                         help="reference models fine-tune from this open_clip checkpoint (of --model) instead of "
                              "training from scratch")
+    parser.add_argument("--sample", type=int, metavar="N",
+                        help="train the reference models on N pairs drawn from the pool and score every other pair "
+                             "by inference (held-out alignment of all K models, neighbours, caption statistics, "
+                             "and a predictor fitted on the sample); for pools far larger than one training budget")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -55,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
                   model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                   views=args.views, form=args.form, top_frac=args.top_frac, threshold=args.threshold,
                   reuse=args.reuse, pretrained=args.pretrained, pretrained_model=args.pretrained_model,
-                  init_from=args.init_from, progress=not args.no_progress)
+                  init_from=args.init_from, sample=args.sample, progress=not args.no_progress)
     print(format_console_summary(result.summary, result.out))
     return 0

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from curate import flagging, memorization, outputs
+from curate import flagging, memorization, outputs, sampling
 from curate.alignment import FORMS
 from curate.neighbours import held_out_neighbour_scores
 from curate.protocols import PROTOCOLS, kfold_plan, paper_plan
@@ -65,7 +65,8 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
          model: str = "clipmem-tiny", epochs: int = 10, batch_size: int = 128, lr: float = 5e-4, seed: int = 0,
          views: int = memorization.DEFAULT_VIEWS, form: str = "contrastive", top_frac: float = 0.05,
          threshold: float | None = None, reuse: bool = False, pretrained: str | None = None,
-         pretrained_model: str = "ViT-B-32", init_from: str | None = None, progress: bool = True) -> FlagResult:
+         pretrained_model: str = "ViT-B-32", init_from: str | None = None, sample: int | None = None,
+         progress: bool = True) -> FlagResult:
     """Score every pair of the img2dataset folder `data` and flag the most suspect.
 
     method: the ranking that decides what is flagged (curate.rankings; every score is computed anyway).
@@ -75,9 +76,14 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
     pretrained: an open_clip tag or checkpoint file of `pretrained_model`; clipscore becomes that model's cosine.
     init_from: an open_clip tag or checkpoint file of `model`: the reference models fine-tune from it instead
     of training from scratch (every model from the same weights, as the protocols require).
+    sample: train the kfold models on this many pairs drawn from the pool, score them in full, and score every
+    other pair by inference (curate.sampling); the `scored_by` column says which way each key was scored.
     """
     method = resolve_ranking(method)
     check_flag_options(method, protocol, form, top_frac, threshold, views, epochs)
+    if sample is not None and protocol != "kfold":
+        raise UsageError("--sample works with --protocol kfold: every pair outside the sample is then held out by "
+                         "all K models")
     out = Path(out) if out else flag_folder(data)
     timings = {}
     started = time.time()
@@ -94,7 +100,8 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
         plan, config, models, csl = load_reference_models(models_folder, table.keys)
         train_seconds = []
     else:
-        plan = kfold_plan(table.keys, folds, seed) if protocol == "kfold" else paper_plan(table.keys, seed)
+        pool = sampling.draw_sample(table.keys, sample, seed) if sample is not None else table.keys
+        plan = kfold_plan(pool, folds, seed) if protocol == "kfold" else paper_plan(pool, seed)
         config = TrainConfig(model=model, pretrained=init_from, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
         models, csl, train_seconds = train_reference_models(table, plan, config, models_folder, progress)
     timings["train_s"] = round(time.time() - started, 1)
@@ -112,6 +119,9 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
     cosine = pretrained_cosine(pretrained_model, pretrained, table, plan.scored, seed, progress) if pretrained else None
     frame = flagging.build_scores_table(table, plan.scored, measures, memorization.cumulative_losses(csl, plan),
                                         method, seed, cosine)
+    frame["scored_by"] = sampling.SCORED_IN_SAMPLE
+    if len(plan.scored) < len(table) and plan.protocol == "kfold":
+        frame = _add_inferred(frame, table, plan, models, views, form, method, seed, progress)
     frame["flagged"] = flagging.select_flagged(frame, top_frac, threshold)
     frame["reasons"] = flagging.reasons(frame)
     method_used = inputs_used(method, frame)
@@ -126,6 +136,21 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
     summary = outputs.summary(data, settings, table, plan, frame, timings)
     paths = outputs.write_outputs(out, frame, summary, data)
     return FlagResult(frame, flagging.flagged_first(frame)["key"].tolist(), summary, paths, out)
+
+
+def _add_inferred(sample_frame: pd.DataFrame, table, plan, models: list, views: int, form: str, method: str,
+                  seed: int, progress: bool) -> pd.DataFrame:
+    """The pool's other pairs, scored by inference alone, appended to the sample's rows."""
+    in_sample = set(plan.scored)
+    rest = [key for key in table.keys if key not in in_sample]
+    per_model = sampling.measure_pool(models, plan, table, rest, views, seed, progress)
+    measures = sampling.inference_measures(per_model, rest, form)
+    frame = flagging.build_scores_table(table, rest, measures, np.full(len(rest), np.nan), "clipscore", seed)
+    frame["score"] = sampling.distil_scores(sample_frame, frame, seed)
+    frame[f"rank_{method}"] = frame["score"]
+    frame["scored_by"] = sampling.SCORED_BY_INFERENCE
+    # Scores only training gives (csl, CLIPMem) are absent here; the concatenation leaves them NaN.
+    return pd.concat([sample_frame, frame.dropna(axis=1, how="all")], ignore_index=True)
 
 
 def pretrained_cosine(architecture: str, pretrained: str, table, scored: list, seed: int,
