@@ -44,12 +44,19 @@ def write_outputs(out: Path, frame: pd.DataFrame, summary_data: dict, data_path)
     write_parquet(paths["scores"], frame)
     write_parquet(paths["flagged"], flagged)
     write_json(paths["summary"], summary_data)
-    flagged_rows = flagged.to_dict("records")
-    thumbnails = _thumbnails(data_path, {row["key"] for row in flagged_rows})
-    histogram = report_html.histogram_uri(frame, HISTOGRAM_COLUMNS)
-    report_html.write_report(paths["report"], flagged_rows, thumbnails, histogram, _summary_lines(summary_data),
-                             SCORE_COLUMNS)
+    thumbnails = _thumbnails(data_path, set(flagged["key"]))
+    write_report(paths["report"], frame, thumbnails, _summary_lines(summary_data))
     return paths
+
+
+def write_report(path: Path, frame: pd.DataFrame, thumbnails: dict, summary_lines: list) -> Path:
+    """report.html: the flagged rows most suspect first; the histograms cover every scored row.
+
+    `thumbnails` maps a key to its image as a data URI (`report_html.thumbnail_uri`).
+    """
+    histogram = report_html.histogram_uri(frame, HISTOGRAM_COLUMNS)
+    flagged_rows = flagging.flagged_first(frame).to_dict("records")
+    return report_html.write_report(path, flagged_rows, thumbnails, histogram, summary_lines, SCORE_COLUMNS)
 
 
 def output_paths(out: Path) -> dict:
@@ -59,7 +66,7 @@ def output_paths(out: Path) -> dict:
 
 
 def _thumbnails(data_path, keys: set) -> dict:
-    """Image bytes straight from the dataset (the table holds resized pixels, not the stored files)."""
+    """Thumbnails from the stored image bytes (the table holds resized pixels, not the stored files)."""
     dataset = open_dataset(data_path)
     return {s.key: report_html.thumbnail_uri(s.image, s.image_ext) for s in dataset.samples(keys=keys, verify_images=False)}
 
