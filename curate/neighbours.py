@@ -31,44 +31,57 @@ BLOCK_ROWS = 2048
 
 
 def neighbour_distances(images: torch.Tensor, captions: torch.Tensor, k: int = DEFAULT_K,
-                        temperature: float = TEMPERATURE) -> tuple:
+                        temperature: float = TEMPERATURE, reference: tuple | None = None) -> tuple:
     """For normalized [N, D] image and caption embeddings of the same N pairs: per pair, the weighted mean
     caption distance to its image neighbours (image side) and image distance to its caption neighbours
-    (text side). Higher = the pair disagrees with its neighbourhood."""
+    (text side). Higher = the pair disagrees with its neighbourhood.
+
+    Neighbours come from the N pairs themselves and, if given, `reference` = (images, captions) of more
+    pairs embedded by the same model (a pair is never its own neighbour).
+    """
     count = images.shape[0]
-    k = min(k, count - 1)
+    pool_images, pool_captions = images, captions
+    if reference is not None:
+        pool_images, pool_captions = torch.cat([images, reference[0]]), torch.cat([captions, reference[1]])
+    k = min(k, pool_images.shape[0] - 1)
     if k < 1:
         return torch.full((count,), float("nan")), torch.full((count,), float("nan"))
-    return (_side(images, captions, k, temperature), _side(captions, images, k, temperature))
+    return (_side(images, captions, pool_images, pool_captions, k, temperature),
+            _side(captions, images, pool_captions, pool_images, k, temperature))
 
 
-def _side(search: torch.Tensor, compare: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
-    """Find neighbours in `search` space; measure the pair's distance to them in `compare` space."""
+def _side(search: torch.Tensor, compare: torch.Tensor, pool_search: torch.Tensor, pool_compare: torch.Tensor,
+          k: int, temperature: float) -> torch.Tensor:
+    """Find neighbours in `search` space; measure the pair's distance to them in `compare` space. The first
+    rows of the pool are the queries themselves."""
     out = torch.empty(search.shape[0])
     for start in range(0, search.shape[0], BLOCK_ROWS):
         block = slice(start, start + BLOCK_ROWS)
-        similarity = search[block] @ search.T
+        similarity = search[block] @ pool_search.T
         rows = torch.arange(similarity.shape[0])
         similarity[rows, rows + start] = -float("inf")  # a pair is not its own neighbour
         nearest_similarity, nearest = similarity.topk(k, dim=1)
         weight = torch.exp(-(1 - nearest_similarity) / temperature)
-        distance = 1 - (compare[block][:, None, :] * compare[nearest]).sum(-1)
+        distance = 1 - (compare[block][:, None, :] * pool_compare[nearest]).sum(-1)
         out[block] = (weight * distance).sum(1) / weight.sum(1).clamp(min=1e-12)
     return out
+
+
+def held_out_rows(plan: Plan, index: int) -> torch.Tensor:
+    """Positions in plan.scored of the pairs model `index` held out (a key held out by several: the first)."""
+    return torch.tensor([i for i, key in enumerate(plan.scored) if plan.without_model[key][0] == index],
+                        dtype=torch.long)
 
 
 def held_out_neighbour_scores(per_model: list, plan: Plan, k: int = DEFAULT_K) -> pd.DataFrame:
     """nbr_image, nbr_text and their sum `neighbour` per scored key, each pair measured by its held-out
     model among the other pairs that model held out. per_model: curate.memorization.ModelMeasures."""
-    position = {key: i for i, key in enumerate(plan.scored)}
     image_side = np.full(len(plan.scored), np.nan)
     text_side = np.full(len(plan.scored), np.nan)
     for index, measures in enumerate(per_model):
-        # The pairs this model held out; a key with several held-out models takes the first.
-        keys = [key for key in plan.scored if plan.without_model[key][0] == index]
-        if not keys:
+        rows = held_out_rows(plan, index)
+        if not len(rows):
             continue
-        rows = torch.tensor([position[key] for key in keys])
         images, captions = measures.image_embedding[rows], measures.caption_embedding[rows]
         image_distance, text_distance = neighbour_distances(images, captions, k)
         image_side[rows.numpy()] = image_distance.numpy()

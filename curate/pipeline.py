@@ -29,8 +29,10 @@ from curate.rankings import DEFAULT_RANKING, inputs_used, resolve_ranking
 from curate.reference_models import load_reference_models, train_reference_models
 from dataio.errors import UsageError
 from dataio.paths import flag_folder
+from dataio.reader import open_dataset
 from train.config import TrainConfig
 from train.data import load_table
+from train.distributed import init_distributed
 from train.models import create_model
 
 
@@ -85,25 +87,34 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
         raise UsageError("--sample works with --protocol kfold: every pair outside the sample is then held out by "
                          "all K models")
     out = Path(out) if out else flag_folder(data)
+    models_folder = out / "models"
+    world = init_distributed()
     timings = {}
     started = time.time()
-    table = load_table(data, progress=progress)
+    sample = sampling.saved_sample_size(models_folder) if reuse and sample is None else sample
+    if sample is not None:
+        dataset = open_dataset(data)
+        pool = sampling.pool_index(dataset, progress)
+        sample_keys = sampling.draw_sample(pool.keys, sample, seed)
+        table = load_table(dataset, keys=sample_keys, progress=progress)
+    else:
+        table = load_table(data, progress=progress)
     timings["load_s"] = round(time.time() - started, 1)
     if len(table) == 0:
         raise UsageError(f"{data}: no readable samples to score")
     if len({c[0] for c in table.captions}) == 1:
         raise UsageError(f"{data}: every caption is identical; there is nothing to tell apart")
 
-    models_folder = out / "models"
     started = time.time()
     if reuse:
         plan, config, models, csl = load_reference_models(models_folder, table.keys)
         train_seconds = []
     else:
-        pool = sampling.draw_sample(table.keys, sample, seed) if sample is not None else table.keys
-        plan = kfold_plan(pool, folds, seed) if protocol == "kfold" else paper_plan(pool, seed)
+        plan = kfold_plan(table.keys, folds, seed) if protocol == "kfold" else paper_plan(table.keys, seed)
         config = TrainConfig(model=model, pretrained=init_from, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
         models, csl, train_seconds = train_reference_models(table, plan, config, models_folder, progress)
+        if sample is not None and world.is_main:
+            sampling.save_sample_size(models_folder, sample)
     timings["train_s"] = round(time.time() - started, 1)
 
     started = time.time()
@@ -120,8 +131,13 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
     frame = flagging.build_scores_table(table, plan.scored, measures, memorization.cumulative_losses(csl, plan),
                                         method, seed, cosine)
     frame["scored_by"] = sampling.SCORED_IN_SAMPLE
-    if len(plan.scored) < len(table) and plan.protocol == "kfold":
-        frame = _add_inferred(frame, table, plan, models, views, form, method, seed, progress)
+    if sample is not None:
+        frame = sampling.with_pool_statistics(frame, pool)
+        inferred = sampling.score_shards(dataset, pool, table, models, plan, frame,
+                                         sampling.sample_references(per_model, plan), out, views, form, seed, world,
+                                         progress)
+        inferred[f"rank_{method}"] = inferred["score"]
+        frame = pd.concat([frame, inferred], ignore_index=True)
     frame["flagged"] = flagging.select_flagged(frame, top_frac, threshold)
     frame["reasons"] = flagging.reasons(frame)
     method_used = inputs_used(method, frame)
@@ -130,27 +146,13 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
     timings["score_s"] = round(time.time() - started, 1)
     timings["train_s_per_model"] = [round(s, 1) for s in train_seconds]
 
-    settings = {"method": method, "method_used": method_used, "protocol": plan.protocol, "folds": len(plan.models) if plan.protocol == "kfold"
+    settings = {"method": method, "method_used": method_used, "sample": sample, "protocol": plan.protocol, "folds": len(plan.models) if plan.protocol == "kfold"
                 else None, "form": form, "views": views, "top_frac": top_frac, "threshold": threshold,
                 "training": config.to_dict(), "reused_models": bool(reuse), "pretrained": pretrained}
     summary = outputs.summary(data, settings, table, plan, frame, timings)
-    paths = outputs.write_outputs(out, frame, summary, data)
+    summary["scored_by"] = frame["scored_by"].value_counts().to_dict()
+    paths = outputs.write_outputs(out, frame, summary, data) if world.is_main else outputs.output_paths(out)
     return FlagResult(frame, flagging.flagged_first(frame)["key"].tolist(), summary, paths, out)
-
-
-def _add_inferred(sample_frame: pd.DataFrame, table, plan, models: list, views: int, form: str, method: str,
-                  seed: int, progress: bool) -> pd.DataFrame:
-    """The pool's other pairs, scored by inference alone, appended to the sample's rows."""
-    in_sample = set(plan.scored)
-    rest = [key for key in table.keys if key not in in_sample]
-    per_model = sampling.measure_pool(models, plan, table, rest, views, seed, progress)
-    measures = sampling.inference_measures(per_model, rest, form)
-    frame = flagging.build_scores_table(table, rest, measures, np.full(len(rest), np.nan), "clipscore", seed)
-    frame["score"] = sampling.distil_scores(sample_frame, frame, seed)
-    frame[f"rank_{method}"] = frame["score"]
-    frame["scored_by"] = sampling.SCORED_BY_INFERENCE
-    # Scores only training gives (csl, CLIPMem) are absent here; the concatenation leaves them NaN.
-    return pd.concat([sample_frame, frame.dropna(axis=1, how="all")], ignore_index=True)
 
 
 def pretrained_cosine(architecture: str, pretrained: str, table, scored: list, seed: int,

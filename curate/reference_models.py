@@ -16,6 +16,7 @@ from curate.protocols import ModelPlan, Plan
 from dataio.atomic import write_parquet, write_text
 from dataio.errors import UsageError
 from train.config import TrainConfig
+from train.distributed import barrier, init_distributed
 from train.loop import train_clip
 from train.models import load_model, save_model
 
@@ -24,24 +25,51 @@ CSL_FILE = "csl.parquet"
 
 
 def train_reference_models(table, plan: Plan, config: TrainConfig, folder: Path, progress: bool = True) -> tuple:
-    """Every model from the same initial weights and settings (the config's seed), saved as it finishes."""
+    """Every model from the same initial weights and settings (the config's seed), saved as it finishes.
+
+    A run killed part way and started again with the same plan and settings trains only the models it had
+    not saved yet. Under torchrun every process trains each model together; the first one writes.
+    """
+    world = init_distributed(config.device)
     folder.mkdir(parents=True, exist_ok=True)
+    resumable = _same_plan(folder / PLAN_FILE, plan, config)
+    if world.is_main and not resumable:
+        _write_plan(plan, config, folder / PLAN_FILE)  # first: a later start can tell which models are its own
+    barrier(world)
     models, csl, seconds = [], [], []
     for index, model_plan in enumerate(plan.models):
+        model_folder = folder / model_plan.name
+        if resumable and (model_folder / CSL_FILE).exists():
+            if progress:
+                print(f"reference model {index + 1}/{len(plan.models)} ({model_plan.name}): saved by an earlier "
+                      "run with the same plan, reused", flush=True)
+            model, tokenizer, _info = load_model(model_folder)
+            models.append((model, tokenizer))
+            csl.append(_read_csl(model_folder / CSL_FILE))
+            continue
         if progress:
             print(f"training reference model {index + 1}/{len(plan.models)} ({model_plan.name}) "
                   f"on {len(model_plan.train_keys)} samples", flush=True)
         started = time.time()
         result = train_clip(table, model_plan.train_keys, config, progress=progress)
         seconds.append(time.time() - started)
-        model_folder = folder / model_plan.name
-        save_model(result.model, model_folder, {"training": config.to_dict(), "plan_model": model_plan.name})
         losses = result.csl()
-        _write_csl(losses, model_folder / CSL_FILE)
+        if world.is_main:
+            save_model(result.model, model_folder, {"training": config.to_dict(), "plan_model": model_plan.name})
+            _write_csl(losses, model_folder / CSL_FILE)  # last: its presence marks a finished model
+        barrier(world)
         models.append((result.model, result.tokenizer))
         csl.append(losses)
-    _write_plan(plan, config, folder / PLAN_FILE)
     return models, csl, seconds
+
+
+def _same_plan(path: Path, plan: Plan, config: TrainConfig) -> bool:
+    if not path.exists():
+        return False
+    try:
+        return json.loads(path.read_text()) == json.loads(json.dumps(_plan_json(plan, config)))
+    except ValueError:
+        return False
 
 
 def load_reference_models(folder: Path, keys: list) -> tuple:
@@ -64,7 +92,11 @@ def load_reference_models(folder: Path, keys: list) -> tuple:
 
 
 def _write_plan(plan: Plan, config: TrainConfig, path: Path) -> None:
-    data = {
+    write_text(path, json.dumps(_plan_json(plan, config)))
+
+
+def _plan_json(plan: Plan, config: TrainConfig) -> dict:
+    return {
         "protocol": plan.protocol,
         "training": config.to_dict(),
         "scored": plan.scored,
@@ -73,7 +105,6 @@ def _write_plan(plan: Plan, config: TrainConfig, path: Path) -> None:
         "groups": plan.groups,
         "models": [{"name": m.name, "train_keys": m.train_keys, "negative_keys": m.negative_keys} for m in plan.models],
     }
-    write_text(path, json.dumps(data))
 
 
 def plan_from_json(data: dict) -> Plan:

@@ -6,6 +6,10 @@ neighbour score in each model's space, caption frequency over the whole pool and
 inference-only features feed a small predictor fitted on the sample, which maps them to the sample's full
 ranking (distillation: the sample's ranking also rests on csl, which only training can give).
 
+The pool is scored shard by shard (one input shard in memory at a time), each shard's scores written to
+OUT/scores_by_shard/NNNNN.parquet as it finishes: a run started again redoes only the shards without a file.
+Under torchrun each process takes every world_size-th shard; the union is the same as one process's.
+
 Example (the predictor alone, on hand-made features):
     >>> import numpy as np, pandas as pd
     >>> rng = np.random.default_rng(0)
@@ -21,17 +25,78 @@ Example (the predictor alone, on hand-made features):
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
-from curate import memorization
-from curate.lint import is_severe
-from curate.neighbours import neighbour_distances
+from curate import flagging, memorization
+from curate.lint import is_severe, lint_caption, normalize
+from curate.neighbours import held_out_rows, neighbour_distances
+from dataio.atomic import write_parquet, write_text
 from dataio.errors import UsageError
+from dataio.reader import Dataset, Sample
+from train.data import load_table
+from train.distributed import World, barrier
 
 SCORED_IN_SAMPLE = "in-sample"
 SCORED_BY_INFERENCE = "inference"
+SHARD_SCORES = "scores_by_shard"
+
+
+@dataclass
+class PoolIndex:
+    """The pool's keys per shard and caption counts, read without decoding an image."""
+
+    keys_by_shard: dict
+    caption_counts: Counter
+    captions: dict = field(repr=False)  # key -> primary caption
+
+    @property
+    def keys(self) -> list:
+        return [key for keys in self.keys_by_shard.values() for key in keys]
+
+    def repeats(self, key: str) -> int:
+        return self.caption_counts[normalize(self.captions[key])]
+
+    def lint(self, key: str) -> str:
+        return "; ".join(lint_caption(self.captions[key], self.repeats(key)))
+
+
+def pool_index(dataset: Dataset, progress: bool = True) -> PoolIndex:
+    """One pass over the pool's shards, images left encoded."""
+    keys_by_shard, captions = {}, {}
+    for shard in tqdm(dataset.shards, desc="indexing the pool", unit="shard", disable=not progress, leave=False):
+        samples = [r for r in dataset.shard_records(shard, verify_images=False) if isinstance(r, Sample)]
+        keys_by_shard[shard] = [sample.key for sample in samples]
+        captions.update((sample.key, sample.caption) for sample in samples)
+    counts = Counter(normalize(caption) for caption in captions.values())
+    return PoolIndex(keys_by_shard, counts, captions)
+
+
+def with_pool_statistics(frame: pd.DataFrame, pool: PoolIndex) -> pd.DataFrame:
+    """Caption frequency and lint counted over the whole pool, not over the rows in memory."""
+    frame["caption_repeats"] = [pool.repeats(key) for key in frame["key"]]
+    frame["lint"] = [pool.lint(key) for key in frame["key"]]
+    return frame
+
+
+SAMPLE_FILE = "sample.json"
+
+
+def save_sample_size(models_folder: Path, size: int) -> None:
+    """Beside the saved models: `--reuse` then knows to score the rest of the pool by inference again."""
+    write_text(models_folder / SAMPLE_FILE, json.dumps({"sample": size}))
+
+
+def saved_sample_size(models_folder: Path) -> int | None:
+    path = models_folder / SAMPLE_FILE
+    return json.loads(path.read_text())["sample"] if path.exists() else None
 
 
 def draw_sample(keys: list, size: int, seed: int) -> list:
@@ -42,13 +107,15 @@ def draw_sample(keys: list, size: int, seed: int) -> list:
     return sorted(keys[i] for i in chosen)
 
 
-def inference_measures(per_model: list, keys: list, form: str) -> pd.DataFrame:
+def inference_measures(per_model: list, keys: list, form: str, references: list) -> pd.DataFrame:
     """Held-out alignment and neighbour distances of pairs no model trained on: each averaged over the models.
 
-    per_model: curate.memorization.ModelMeasures of every reference model on `keys`.
+    per_model: curate.memorization.ModelMeasures of every reference model on `keys`; references: per model,
+    (images, captions) embeddings of more pairs it held out, searched for neighbours beside `keys`.
     """
     alignment = np.mean([getattr(m, form) for m in per_model], axis=0)
-    sides = [neighbour_distances(m.image_embedding, m.caption_embedding) for m in per_model]
+    sides = [neighbour_distances(m.image_embedding, m.caption_embedding, reference=reference)
+             for m, reference in zip(per_model, references)]
     image_side = torch.stack([s[0] for s in sides]).mean(0).numpy()
     text_side = torch.stack([s[1] for s in sides]).mean(0).numpy()
     missing = np.full(len(keys), np.nan)
@@ -59,11 +126,56 @@ def inference_measures(per_model: list, keys: list, form: str) -> pd.DataFrame:
     })
 
 
-def measure_pool(models: list, plan, table, keys: list, views: int, seed: int, progress: bool) -> list:
-    """Every reference model's measures on `keys`, with each model's own held-out negatives."""
-    return [memorization.measure_model(reference, tokenizer, table, keys, model_plan.negative_keys, views, seed,
-                                       None, progress)
-            for (reference, tokenizer), model_plan in zip(models, plan.models)]
+def sample_references(sample_measures: list, plan) -> list:
+    """Per model, the embeddings of the sample pairs it held out: neighbours for pairs outside the sample."""
+    references = []
+    for index, measures in enumerate(sample_measures):
+        rows = held_out_rows(plan, index)
+        references.append((measures.image_embedding[rows], measures.caption_embedding[rows]))
+    return references
+
+
+def score_shards(dataset: Dataset, pool: PoolIndex, sample_table, models: list, plan, sample_frame: pd.DataFrame,
+                 references: list, out: Path, views: int, form: str, seed: int, world: World,
+                 progress: bool) -> pd.DataFrame:
+    """Score every pool pair outside the sample, shard by shard; returns all of them (every rank the same).
+
+    sample_table: the sample's train.data Table, which holds the models' negative captions."""
+    folder = out / SHARD_SCORES
+    folder.mkdir(parents=True, exist_ok=True)
+    in_sample = set(sample_table.keys)
+    negatives = sorted({key for m in plan.models for key in m.negative_keys})
+    negative_table = sample_table.subset(negatives)
+    mine = [shard for i, shard in enumerate(dataset.shards) if i % world.world_size == world.rank]
+    for shard in tqdm(mine, desc="scoring the pool", unit="shard", disable=not progress):
+        path = folder / f"{shard}.parquet"
+        keys = [key for key in pool.keys_by_shard.get(shard, []) if key not in in_sample]
+        if path.exists() or not keys:
+            continue  # finished by an earlier run (or nothing outside the sample)
+        write_parquet(path, _score_shard(dataset, shard, keys, negative_table, pool, models, plan, sample_frame,
+                                         references, views, form, seed))
+    barrier(world)
+    parts = [pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _score_shard(dataset: Dataset, shard: str, keys: list, negative_table, pool: PoolIndex, models: list, plan,
+                 sample_frame: pd.DataFrame, references: list, views: int, form: str, seed: int) -> pd.DataFrame:
+    one_shard = Dataset(path=dataset.path, format=dataset.format, shards=[shard])
+    table = load_table(one_shard, keys=keys, image_size=negative_table.image_size, progress=False)
+    keys = list(table.keys)  # without the samples whose image could not be decoded
+    # The models' negative captions live in the sample; measured beside the shard's own pairs.
+    joined = table.concat(negative_table)
+    per_model = [memorization.measure_model(reference, tokenizer, joined, keys, model_plan.negative_keys, views,
+                                            seed, None, False)
+                 for (reference, tokenizer), model_plan in zip(models, plan.models)]
+    measures = inference_measures(per_model, keys, form, references)
+    frame = flagging.build_scores_table(table, keys, measures, np.full(len(keys), np.nan), "clipscore", seed)
+    frame = with_pool_statistics(frame, pool)
+    frame["score"] = distil_scores(sample_frame, frame, seed)
+    frame["scored_by"] = SCORED_BY_INFERENCE
+    frame["shard"] = shard
+    return frame.dropna(axis=1, how="all")
 
 
 def inference_features(frame: pd.DataFrame) -> np.ndarray:

@@ -95,6 +95,17 @@ class Table:
             message = f"key {missing.args[0]} is not in the loaded data (unreadable, or not in --data?)"
             raise DataError(message) from None
 
+    def subset(self, keys: Sequence[str]) -> "Table":
+        """These keys' rows as a table of their own (images copied into memory)."""
+        rows = self.rows(keys)
+        return Table(list(keys), self.images[rows], [self.captions[r] for r in rows.tolist()],
+                     [self.meta[r] for r in rows.tolist()])
+
+    def concat(self, other: "Table") -> "Table":
+        """This table's rows, then the other's (keys must not repeat)."""
+        return Table(self.keys + other.keys, torch.cat([self.images, other.images]), self.captions + other.captions,
+                     self.meta + other.meta)
+
     def tokens(self, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
         """All captions tokenized once: (tokens [total_captions, L], first [N + 1]).
 
