@@ -97,6 +97,7 @@ def report(result: MitigationResult) -> str:
         f"  input {sum(counts.values())}: kept {counts['kept']}, changed {counts['changed']}, "
         f"removed {counts['removed']}, unreadable {counts['unreadable']}",
         f"  manifest: {result.manifest_path}",
+        f"  kept keys: {result.kept_keys.path} ({result.kept_keys.describe()})",
         f"  recipe: {result.recipe_path} (training: " + ", ".join(f"{k}={v}" for k, v in training.items()) + ")",
     ]
     for entry in result.recipe["strategies"]:

@@ -1,16 +1,20 @@
 """One reader and one writer per img2dataset output format, all behind the same small interface.
 
 Readers yield `RawSample`s (bytes as stored, nothing decoded); writers take samples and finish each
-shard file under a temporary name, renaming it into place on `close()`.
+shard file under a temporary name, renaming it into place on `close()`. The tar reader parses 512-byte
+blocks itself and can hand over each member exactly as stored, so the tar writer copies kept members
+byte for byte (pax and long-name entries included) and serializes only what changed.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
+import re
 import shutil
+import struct
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -22,6 +26,18 @@ from dataio.atomic import atomic_write, temporary_name
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 PARQUET_BATCH_ROWS = 512
+BLOCKSIZE = tarfile.BLOCKSIZE
+ZERO_BLOCK = bytes(BLOCKSIZE)
+TAR_WINDOW = TAR_WRITE_BUFFER = 1 << 20
+CHECKSUM_FIELD_AS_SPACES = 8 * ord(" ")
+# entries that describe the member after them (GNU long names, pax records) or the archive (global pax)
+EXTENSION_TYPES = frozenset((tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
+                             tarfile.SOLARIS_XHDTYPE, tarfile.XGLTYPE))
+REGULAR_TYPES = frozenset(tarfile.REGULAR_TYPES)
+DATALESS_TYPES = frozenset(tarfile.SUPPORTED_TYPES) - REGULAR_TYPES - EXTENSION_TYPES  # links, folders, devices
+_PAX_NAME_OR_SIZE = re.compile(rb"\d+ (?:path|size)=")
+_HEADER_FIELDS = struct.Struct("100s24x12s12x8sc")  # name, size, checksum, type
+CAPTION_EXTENSIONS = ("txt", "json")  # the members a changed sample gets anew
 
 
 @dataclass
@@ -34,10 +50,15 @@ class RawSample:
     caption: object = None
     meta: object = None
     problem: str = ""
+    # tar shards only, when asked: each member as stored, (name, ext, bytes), for a byte-exact copy
+    stored: Optional[tuple] = None
 
 
-def read_shard(root: Path, fmt: str, shard: str) -> Iterator[RawSample]:
-    return {"webdataset": read_tar_shard, "files": read_files_shard, "parquet": read_parquet_shard}[fmt](root, shard)
+def read_shard(root: Path, fmt: str, shard: str, keep_stored: bool = False) -> Iterator[RawSample]:
+    """keep_stored: tar shards also give each sample's members as stored (other formats ignore it)."""
+    if fmt == "webdataset":
+        return read_tar_shard(root, shard, keep_stored)
+    return {"files": read_files_shard, "parquet": read_parquet_shard}[fmt](root, shard)
 
 
 def split_name(name: str) -> tuple:
@@ -47,7 +68,7 @@ def split_name(name: str) -> tuple:
     return key, ext.lower()
 
 
-def _assemble(key: str, parts: dict) -> RawSample:
+def _assemble(key: str, parts: dict, stored: Optional[tuple] = None) -> RawSample:
     image_ext = next((ext for ext in IMAGE_EXTENSIONS if ext in parts), None)
     return RawSample(
         key=key,
@@ -55,39 +76,189 @@ def _assemble(key: str, parts: dict) -> RawSample:
         image_ext=image_ext or "jpg",
         caption=parts.get("txt"),
         meta=parts.get("json"),
+        stored=stored,
     )
 
 
-def read_tar_shard(root: Path, shard: str) -> Iterator[RawSample]:
-    """Stream a tar without extracting: member names are only parsed for keys, never used as paths."""
+def read_tar_shard(root: Path, shard: str, keep_stored: bool = False) -> Iterator[RawSample]:
+    """Stream a tar block by block: member names are only parsed for keys, never used as paths.
+
+    keep_stored: also give each sample its members as stored (`RawSample.stored`), for a byte-exact copy.
+    """
     path = root / f"{shard}.tar"
-    key, parts, count = None, {}, 0
+    key, parts, stored, count = None, {}, [], 0
     try:
-        with tarfile.open(path, mode="r|") as archive:
-            for member in archive:
-                if not member.isfile():
-                    continue
-                member_key, ext = split_name(member.name)
+        with open(path, "rb") as stream:
+            for name, data, member in tar_members(stream):
+                member_key, ext = split_name(name)
                 if member_key != key and key is not None:
-                    yield _assemble(key, parts)
+                    yield _assemble(key, parts, tuple(stored) if keep_stored else None)
                     count += 1
-                    parts = {}
+                    parts, stored = {}, []
                 key = member_key
-                data = archive.extractfile(member).read()
-                if len(data) != member.size:
-                    raise tarfile.ReadError(f"{member.name} has {len(data)} of its {member.size} bytes")
                 parts[ext] = data
-            # tarfile's stream mode takes a file cut at a header boundary for a complete archive; a whole
-            # archive ends with two zero blocks after its last member.
-            if path.stat().st_size < archive.offset + 2 * tarfile.BLOCKSIZE:
-                raise tarfile.ReadError("no end-of-archive marker")
-    except (tarfile.TarError, EOFError, OSError) as error:
+                if keep_stored:
+                    stored.append((name, ext, member))
+    except (tarfile.TarError, OSError) as error:
         if key is not None:
             yield RawSample(key=key, problem=f"{path.name} ends inside this sample (truncated tar)")
         yield RawSample(key=None, problem=f"{path.name} is truncated or corrupt after {count} samples ({error})")
         return
     if key is not None:
-        yield _assemble(key, parts)
+        yield _assemble(key, parts, tuple(stored) if keep_stored else None)
+
+
+def tar_members(stream) -> Iterator[tuple]:
+    """(name, data, stored) for each regular file of a tar stream, parsed block by block from a window.
+
+    `stored` is the member exactly as it is in the stream: the GNU long-name and pax entries that
+    describe it, its header, its data and the padding to a whole block, so a writer can copy it
+    without re-serializing. Raises tarfile.ReadError where tarfile would fail or, in stream mode, stop
+    short: a damaged header, a member shorter than its size, an archive without its end-of-archive
+    blocks (a cut at a member boundary). Global pax headers (archive-wide comments and times) are read
+    past, not kept. Memory holds one window (TAR_WINDOW, or one member if larger), not the archive.
+
+    >>> import io, tarfile
+    >>> buffer = io.BytesIO()
+    >>> with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+    ...     info = tarfile.TarInfo("k" * 120 + ".txt"); info.size = 5
+    ...     archive.addfile(info, io.BytesIO(b"hello"))
+    >>> [(len(name), data, len(stored)) for name, data, stored in tar_members(io.BytesIO(buffer.getvalue()))]
+    [(124, b'hello', 2048)]
+    """
+    read = stream.read
+    window, position = b"", 0  # `position`: where the next header starts in `window`
+    member_start = None  # where the member being read starts in `window`, at its first long-name or pax entry
+    long_name, pax = None, {}
+    while True:
+        if position + BLOCKSIZE > len(window):
+            keep_from = position if member_start is None else member_start
+            window, shift = _slide(window, keep_from, position + BLOCKSIZE, read)
+            position, member_start = position - shift, None if member_start is None else member_start - shift
+            if position + BLOCKSIZE > len(window):
+                raise tarfile.ReadError("truncated header" if position < len(window) else "no end-of-archive marker")
+        if window[position] == 0 and window[position:position + BLOCKSIZE] == ZERO_BLOCK:
+            # an archive ends with two zero blocks; fewer means it was cut
+            if len(window) - position + len(read(BLOCKSIZE)) < 2 * BLOCKSIZE:
+                raise tarfile.ReadError("no end-of-archive marker")
+            return
+        name, size, kind = parse_header(window, position)
+        if kind in DATALESS_TYPES:
+            size = 0  # tarfile's rule: links, folders and devices have no data blocks whatever their size says
+        elif pax and kind not in EXTENSION_TYPES:
+            size = _pax_size(pax, size)
+        data_start = position + BLOCKSIZE
+        end = data_start + size + (-size % BLOCKSIZE)
+        if end > len(window):
+            start = position if member_start is None else member_start
+            window, shift = _slide(window, start, end, read)
+            position, data_start, end = position - shift, data_start - shift, end - shift
+            member_start = None if member_start is None else member_start - shift
+            if end > len(window):
+                raise tarfile.ReadError(_cut_inside(name, size, len(window) - data_start))
+        if kind in EXTENSION_TYPES:
+            if kind != tarfile.XGLTYPE:
+                data = window[data_start:data_start + size]
+                if kind == tarfile.GNUTYPE_LONGNAME:
+                    long_name = _c_bytes(data)
+                elif kind != tarfile.GNUTYPE_LONGLINK and _PAX_NAME_OR_SIZE.search(data):
+                    pax.update(pax_fields(data))  # other records hold times and owners, which no reader needs
+                member_start = position if member_start is None else member_start
+            position = end
+            continue
+        if kind == tarfile.GNUTYPE_SPARSE:
+            raise tarfile.ReadError(f"{_text(name)} is a GNU sparse member, which this reader does not support")
+        name = pax.get("path") or (long_name or _c_bytes(name)).decode("utf-8", "surrogateescape")
+        if kind in REGULAR_TYPES and not (kind == tarfile.AREGTYPE and name.endswith("/")):
+            stored = window[position if member_start is None else member_start:end]
+            yield name, window[data_start:data_start + size], stored
+        position, member_start, long_name, pax = end, None, None, {}
+
+
+def _slide(window: bytes, keep_from: int, end: int, read) -> tuple:
+    """The window from `keep_from` on, read on far enough to hold offset `end` of the old one (less at
+    the end of the stream); and how far offsets shift."""
+    return window[keep_from:] + read(max(TAR_WINDOW, end - len(window))), keep_from
+
+
+def _cut_inside(name, size: int, available: int) -> str:
+    if available < size:
+        return f"{_text(name)} has {max(available, 0)} of its {size} bytes"
+    return f"the archive ends inside the padding after {_text(name)}"
+
+
+def parse_header(buffer: bytes, offset: int = 0) -> tuple:
+    """Name, size and type of the 512-byte header block at `offset`, with its checksum verified.
+
+    The name is bytes, perhaps NUL-padded (cut it at the first NUL), to spare that work for the pax
+    and long-name entries, whose own names no one reads.
+
+    Common headers (octal numbers, no ustar name prefix, unsigned checksum) are read here at a fraction
+    of `tarfile.TarInfo.frombuf`'s cost; it reads the rest and raises on a damaged header.
+    """
+    name, size_field, checksum_field, kind = _HEADER_FIELDS.unpack_from(buffer, offset)
+    if buffer[offset + 345] == 0:
+        try:
+            size = int(size_field.split(b"\0", 1)[0], 8)
+            stored_checksum = int(checksum_field.split(b"\0", 1)[0], 8)
+        except ValueError:  # an empty, base-256 or damaged field: tarfile decides
+            stored_checksum = size = -1
+        if size >= 0 and stored_checksum == unsigned_checksum(buffer, offset):
+            return name, size, kind
+    info = tarfile.TarInfo.frombuf(buffer[offset:offset + BLOCKSIZE], "utf-8", "surrogateescape")
+    return info.name.encode("utf-8", "surrogateescape"), info.size, info.type
+
+
+def unsigned_checksum(buffer: bytes, offset: int = 0) -> int:
+    """A tar header's checksum: the sum of its block's bytes, the checksum field counted as 8 spaces.
+
+    Adler-32's low 16 bits are 1 + the byte sum modulo 65521; a 256-byte half sums to at most 65,280,
+    so the modulo never applies and two halves give the exact sum at C speed.
+
+    >>> import tarfile
+    >>> blocks = [bytes(range(256)) * 2, bytes([255]) * 512, bytes(512)]
+    >>> [unsigned_checksum(block) == tarfile.calc_chksums(block)[0] for block in blocks]
+    [True, True, True]
+    """
+    middle, end = offset + 256, offset + BLOCKSIZE
+    byte_sum = (zlib.adler32(buffer[offset:middle]) & 0xFFFF) + (zlib.adler32(buffer[middle:end]) & 0xFFFF) - 2
+    return byte_sum - sum(buffer[offset + 148:offset + 156]) + CHECKSUM_FIELD_AS_SPACES
+
+
+def pax_fields(data: bytes) -> dict:
+    """The keyword=value records of a pax extended header ("%d %s=%s\\n", the length counting all of it)."""
+    fields, position = {}, 0
+    try:
+        while position < len(data) and data[position] != 0:
+            space = data.index(b" ", position)
+            length = int(data[position:space])
+            if length <= space - position:
+                raise ValueError(f"record length {length}")
+            keyword, _, value = data[space + 1:position + length - 1].partition(b"=")
+            fields[keyword.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+            position += length
+    except ValueError as error:
+        raise tarfile.ReadError(f"damaged pax header ({error})") from None
+    return fields
+
+
+def _pax_size(pax: dict, size: int) -> int:
+    if "size" not in pax:
+        return size
+    try:
+        return int(pax["size"])
+    except ValueError:
+        raise tarfile.ReadError(f"damaged pax header (size {pax['size']!r})") from None
+
+
+def _text(name) -> str:
+    return _c_bytes(name).decode("utf-8", "surrogateescape") if isinstance(name, bytes) else name
+
+
+def _c_bytes(field: bytes) -> bytes:
+    """A NUL-terminated header field's bytes before the NUL."""
+    end = field.find(0)
+    return field if end < 0 else field[:end]
 
 
 def read_files_shard(root: Path, shard: str) -> Iterator[RawSample]:
@@ -130,25 +301,62 @@ def meta_to_json(meta: dict) -> bytes:
 
 
 class TarShardWriter:
+    """A webdataset shard: new members serialized as tarfile would (GNU format), kept ones copied as stored.
+
+    Every writer has `write(key, image, image_ext, caption, meta)`, for a sample serialized anew, and
+    `write_sample(sample, caption, meta, changed)`, for a sample read from a shard of the same format.
+    """
+
     def __init__(self, root: Path, shard: str):
         self.final = root / f"{shard}.tar"
         self.tmp = temporary_name(self.final)
-        self.archive = tarfile.open(self.tmp, mode="w", format=tarfile.GNU_FORMAT)
+        self.stream = open(self.tmp, "wb", buffering=TAR_WRITE_BUFFER)
 
     def write(self, key: str, image: bytes, image_ext: str, caption: str, meta: dict) -> None:
-        for ext, data in ((image_ext, image), ("txt", caption.encode("utf-8")), ("json", meta_to_json(meta))):
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size = len(data)
-            info.mode = 0o644
-            self.archive.addfile(info, io.BytesIO(data))
+        self._add(f"{key}.{image_ext}", image)
+        self._add_caption_members(key, caption, meta)
+
+    def write_sample(self, sample, caption: str, meta: dict, changed: bool) -> None:
+        """An unchanged sample's members are copied block for block; a changed one keeps its stored image
+        (and any other) members and gets a new .txt and .json."""
+        if sample.stored is None:
+            self.write(sample.key, sample.image, sample.image_ext, caption, meta)
+            return
+        for _, ext, stored in sample.stored:
+            if not changed or ext not in CAPTION_EXTENSIONS:
+                self.stream.write(stored)
+        if changed:
+            self._add_caption_members(member_stem(sample.stored[0][0]), caption, meta)
+
+    def _add_caption_members(self, stem: str, caption: str, meta: dict) -> None:
+        self._add(f"{stem}.txt", caption.encode("utf-8"))
+        self._add(f"{stem}.json", meta_to_json(meta))
+
+    def _add(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = 0o644
+        self.stream.write(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+        self.stream.write(data)
+        self.stream.write(bytes(-len(data) % BLOCKSIZE))
 
     def close(self) -> None:
-        self.archive.close()
+        # the end-of-archive marker, then zeros to a whole record, as tarfile ends an archive
+        self.stream.write(bytes(2 * BLOCKSIZE))
+        self.stream.write(bytes(-self.stream.tell() % tarfile.RECORDSIZE))
+        self.stream.close()
         os.replace(self.tmp, self.final)
 
     def abort(self) -> None:
-        self.archive.close()
+        self.stream.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def member_stem(name: str) -> str:
+    """A member's name without its extension, folders kept: the name webdataset groups a sample by."""
+    base_start = name.rfind("/") + 1
+    dot = name.find(".", base_start)
+    return name if dot < 0 else name[:dot]
 
 
 class FilesShardWriter:
@@ -161,6 +369,9 @@ class FilesShardWriter:
         (self.tmp / f"{key}.{image_ext}").write_bytes(image)
         (self.tmp / f"{key}.txt").write_bytes(caption.encode("utf-8"))
         (self.tmp / f"{key}.json").write_bytes(meta_to_json(meta))
+
+    def write_sample(self, sample, caption: str, meta: dict, changed: bool) -> None:
+        self.write(sample.key, sample.image, sample.image_ext, caption, meta)
 
     def close(self) -> None:
         os.replace(self.tmp, self.final)
@@ -185,6 +396,9 @@ class ParquetShardWriter:
         else:
             row["caption"] = caption
         self.rows.append(row)
+
+    def write_sample(self, sample, caption: str, meta: dict, changed: bool) -> None:
+        self.write(sample.key, sample.image, sample.image_ext, caption, meta)
 
     def add_rows(self, rows: list) -> None:
         self.rows.extend(rows)

@@ -32,16 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from dataio import manifest as manifest_io
-from dataio.atomic import temporary_name, write_json
+from dataio.atomic import atomic_write, temporary_name, write_json
 from dataio.errors import UsageError
 from dataio.formats import (
     FilesShardWriter,
     ParquetShardWriter,
     TarShardWriter,
-    write_parquet_atomic,
+    table_from_rows,
 )
 from dataio.reader import Dataset, Sample, Unreadable, without_duplicates
 
@@ -136,9 +139,10 @@ def _write_shard(dataset: Dataset, shard: str, staging: Path, decide, verify_ima
     metadata = dataset.metadata(shard)
     schema = metadata.schema if metadata is not None else None
     writer = _shard_writer(dataset.format, staging, shard, schema)
-    manifest_rows, meta_rows = [], []
+    kept = KeptMetadata(metadata)
+    manifest_rows = []
     try:
-        records = dataset.shard_records(shard, verify_images=verify_images, metadata=metadata)
+        records = dataset.shard_records(shard, verify_images=verify_images, metadata=metadata, keep_stored=True)
         for record in without_duplicates(records, seen_keys):
             if isinstance(record, Unreadable):
                 manifest_rows.append(manifest_io.row(record.key, shard, "unreadable", record.reason))
@@ -148,8 +152,8 @@ def _write_shard(dataset: Dataset, shard: str, staging: Path, decide, verify_ima
                 manifest_rows.append(manifest_io.row(record.key, shard, "removed", decision.reason))
                 continue
             caption, meta, changed = apply_keep(record, decision)
-            writer.write(record.key, record.image, record.image_ext, caption, meta)
-            meta_rows.append(meta)
+            writer.write_sample(record, caption, meta, changed)
+            kept.add(record.key, meta, changed)
             action = "changed" if changed else "kept"
             manifest_rows.append(manifest_io.row(record.key, shard, action, decision.reason))
     except BaseException:
@@ -159,10 +163,80 @@ def _write_shard(dataset: Dataset, shard: str, staging: Path, decide, verify_ima
     if isinstance(writer, ParquetShardWriter):
         writer.add_rows(failed_rows)
     else:
-        write_parquet_atomic(meta_rows + failed_rows, schema, staging / f"{shard}.parquet")
+        table = kept.table()
+        atomic_write(staging / f"{shard}.parquet", lambda tmp: pq.write_table(table, tmp))
     writer.close()
-    _write_stats(staging, shard, len(meta_rows), failed_rows, started)
+    _write_stats(staging, shard, kept.count, failed_rows, started)
     return manifest_rows
+
+
+class KeptMetadata:
+    """The rows of a shard's new NNNNN.parquet, gathered sample by sample as the shard is written.
+
+    Unchanged samples and failed downloads keep the input table's own rows (taken with pyarrow, no
+    per-row Python); changed samples, and samples the input table does not list, get rows built from
+    their json. Rows stay in the input table's order; unlisted ones follow in shard order.
+    """
+
+    def __init__(self, metadata: Optional[pa.Table]):
+        self.metadata = metadata
+        self.row_of_key = _success_row_of_key(metadata)
+        self.input_rows: list = []  # indices into `metadata`
+        self.json_rows: list = []
+        self.json_positions: list = []
+        self.count = 0
+
+    def add(self, key: str, meta: dict, changed: bool) -> None:
+        self.count += 1
+        row = self.row_of_key.get(key)
+        if row is not None and not changed:
+            self.input_rows.append(row)
+            return
+        self.json_rows.append(meta)
+        self.json_positions.append(row if row is not None else self._unlisted_position())
+
+    def _unlisted_position(self) -> int:
+        return (self.metadata.num_rows if self.metadata is not None else 0) + len(self.json_rows)
+
+    def table(self) -> pa.Table:
+        if self.metadata is None:
+            return table_from_rows(self.json_rows, None)
+        rows = self.input_rows + _failed_row_indices(self.metadata)
+        from_input = self.metadata.take(pa.array(rows, pa.int64()))
+        if not self.json_rows:
+            return from_input.take(pc.sort_indices(pa.array(rows, pa.int64())))
+        from_json = table_from_rows(self.json_rows, self.metadata.schema)
+        combined = pa.concat_tables([_conform(from_input, from_json.schema), from_json])
+        return combined.take(pc.sort_indices(pa.array(rows + self.json_positions, pa.int64())))
+
+
+def _success_row_of_key(metadata: Optional[pa.Table]) -> dict:
+    """Key -> index of its first downloaded row (empty without a table or its key and status columns)."""
+    if metadata is None or "key" not in metadata.column_names or "status" not in metadata.column_names:
+        return {}
+    row_of_key: dict = {}
+    statuses = metadata.column("status").to_pylist()
+    for index, key in enumerate(metadata.column("key").to_pylist()):
+        if statuses[index] == "success":
+            row_of_key.setdefault(key, index)
+    return row_of_key
+
+
+def _failed_row_indices(metadata: pa.Table) -> list:
+    if "status" not in metadata.column_names:
+        return []
+    downloaded = pc.fill_null(pc.equal(metadata.column("status"), "success"), False)
+    return pc.indices_nonzero(pc.invert(downloaded)).to_pylist()
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with `schema`'s columns in its order; columns it lacks (those the json rows add) are null."""
+    columns = [
+        table.column(field.name).cast(field.type) if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _shard_writer(fmt: str, root: Path, shard: str, schema):
@@ -175,6 +249,8 @@ def _shard_writer(fmt: str, root: Path, shard: str, schema):
 
 def apply_keep(sample: Sample, decision: Keep) -> tuple:
     """The caption and metadata to write, and whether they differ from the input's."""
+    if decision.caption is None and decision.captions is None and not decision.meta_update:
+        return sample.caption, sample.meta, False
     meta = dict(sample.meta)
     caption = sample.caption if decision.caption is None else decision.caption
     if caption != sample.caption and "caption" in meta:
@@ -188,9 +264,9 @@ def apply_keep(sample: Sample, decision: Keep) -> tuple:
 
 def _failed_download_rows(metadata) -> list:
     """Rows of urls img2dataset failed to fetch: kept so the output's metadata tells the whole story."""
-    if metadata is None or "status" not in metadata.column_names:
+    if metadata is None:
         return []
-    return [row for row in metadata.to_pylist() if row.get("status") != "success"]
+    return metadata.take(pa.array(_failed_row_indices(metadata), pa.int64())).to_pylist()
 
 
 def _write_stats(root: Path, shard: str, successes: int, failed_rows: list, started: float) -> None:

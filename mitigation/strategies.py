@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 from dataio import recipe as recipe_io
 from dataio.errors import UsageError
+from dataio.export import KEPT_KEYS_NAME, KeptKeys, write_kept_keys_npy
 from dataio.paths import mitigated_folder
 from dataio.reader import open_dataset
 from dataio.writer import write_dataset
@@ -66,6 +67,7 @@ class MitigationResult:
     recipe_path: Path
     recipe: dict
     expanded: Optional[ExpandResult] = None
+    kept_keys: Optional[KeptKeys] = None  # kept_keys.npy: the subset file DataComp's resharder takes
 
 
 def parse_strategies(spec) -> list:
@@ -128,8 +130,9 @@ def mitigate(data, strategies, out=None, *, overwrite: bool = False, expand: boo
     counts = {"input": sum(result.counts.values()), **result.counts}
     final = recipe(counts)
     recipe_path = recipe_io.write_recipe(out, final)
+    kept_keys = write_kept_keys_npy(out, out / KEPT_KEYS_NAME)
     expanded = expand_captions(out, expanded_out, overwrite=overwrite, progress=options.progress) if expand else None
-    return MitigationResult(out, result.counts, result.manifest_path, recipe_path, final, expanded)
+    return MitigationResult(out, result.counts, result.manifest_path, recipe_path, final, expanded, kept_keys)
 
 
 def options_from(values: dict, progress: bool = True) -> Options:

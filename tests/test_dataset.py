@@ -8,6 +8,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -98,6 +99,180 @@ def test_writes_are_atomic_and_refuse_to_clobber(make_synthetic, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
 
 
+# ---- webdataset: kept members copied as stored -------------------------------------------------
+
+
+def _stored_members(path) -> dict:
+    """name -> the member exactly as the tar holds it: its pax or long-name entries, header, data, padding."""
+    data = Path(path).read_bytes()
+    with tarfile.open(path) as archive:
+        return {m.name: data[m.offset:m.offset_data + -(-m.size // 512) * 512] for m in archive.getmembers() if m.isfile()}
+
+
+def _member_text(path, name) -> str:
+    with tarfile.open(path) as archive:
+        return archive.extractfile(name).read().decode("utf-8")
+
+
+def test_webdataset_copy_keeps_kept_members_byte_for_byte(make_synthetic, tmp_path):
+    source = make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1)
+    write_dataset(open_dataset(source), tmp_path / "copy", _decide_every_third, progress=False, verify_images=False)
+    checked = {"unchanged": 0, "image of a changed sample": 0, "changed": 0}
+    for shard in sorted(source.glob("*.tar")):
+        before, after = _stored_members(shard), _stored_members(tmp_path / "copy" / shard.name)
+        # img2dataset writes a pax entry before every member: the copy must carry them along
+        assert all(stored[156:157] == tarfile.XHDTYPE for stored in before.values())
+        for name, stored in before.items():
+            number, ext = int(name.split(".")[0]), name.split(".", 1)[1]
+            if number % 3 == 0:
+                assert name not in after
+            elif number % 3 == 2:
+                assert after[name] == stored
+                checked["unchanged"] += 1
+            elif ext not in ("txt", "json"):
+                assert after[name] == stored
+                checked["image of a changed sample"] += 1
+            elif ext == "json":
+                captions = json.loads(_member_text(tmp_path / "copy" / shard.name, name))["captions"]
+                assert captions[-1] == f"extra caption {number}" and after[name] != stored
+                checked["changed"] += 1
+    assert min(checked.values()) > 0, checked
+
+
+def test_tarfile_and_webdataset_read_the_copy(make_synthetic, tmp_path):
+    import webdataset as wds
+
+    source = make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1)
+    original = _by_key(open_dataset(source))
+    write_dataset(open_dataset(source), tmp_path / "copy", _decide_every_third, progress=False, verify_images=False)
+    tars = sorted((tmp_path / "copy").glob("*.tar"))
+    for tar in tars:
+        data = tar.read_bytes()
+        with tarfile.open(tar) as archive:
+            last = archive.getmembers()[-1]
+        end_of_last = last.offset_data + -(-last.size // 512) * 512
+        assert data[end_of_last:end_of_last + 1024] == bytes(1024) and len(data) % tarfile.RECORDSIZE == 0
+
+    samples = list(wds.WebDataset([str(t) for t in tars], shardshuffle=False))
+    kept = {k for k in original if int(k) % 3 != 0}
+    assert sorted(s["__key__"] for s in samples) == sorted(kept)
+    for sample in samples:
+        before = original[sample["__key__"]]
+        assert sample[before.image_ext] == before.image
+        assert sample["txt"].decode("utf-8") == before.caption
+        assert json.loads(sample["json"])["key"] == before.key
+
+
+@pytest.mark.parametrize("window", [700, 2000, 5000, 1 << 20])
+def test_tar_members_match_tarfile_whatever_the_read_window(make_synthetic, monkeypatch, window):
+    """A window smaller than any member makes every header and member straddle a refill."""
+    from dataio import formats
+
+    monkeypatch.setattr(formats, "TAR_WINDOW", window)
+    shard = sorted(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1).glob("*.tar"))[0]
+    stored = _stored_members(shard)
+    with tarfile.open(shard) as archive:
+        expected = [(m.name, archive.extractfile(m).read(), stored[m.name]) for m in archive.getmembers() if m.isfile()]
+    with open(shard, "rb") as stream:
+        assert list(formats.tar_members(stream)) == expected
+
+
+def _member(name: str, data: bytes, fmt, kind=tarfile.REGTYPE) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.mode = len(data), kind, 0o644
+    return info.tobuf(fmt, "utf-8", "surrogateescape") + data + bytes(-len(data) % 512)
+
+
+def _png(color) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_long_names_pax_records_and_folders_are_copied_with_their_members(tmp_path):
+    """GNU long-name entries, pax path records, folder entries and a global pax header, by hand."""
+    names = {
+        "gnu": ("k" * 110 + "000000000", tarfile.GNU_FORMAT),  # a name past 100 bytes: a GNU 'L' entry
+        "pax": ("sub/caf\u00e9-000000001", tarfile.PAX_FORMAT),  # non-ASCII: a pax 'path' record
+        "plain": ("000000002", tarfile.GNU_FORMAT),
+        "changed": ("x" * 120 + "000000003", tarfile.PAX_FORMAT),  # a long name in a pax record
+    }
+    archive = tarfile.TarInfo.create_pax_global_header({"comment": "made by hand"})
+    archive += _member("sub", b"", tarfile.GNU_FORMAT, tarfile.DIRTYPE)
+    for role, (stem, fmt) in names.items():
+        for ext, data in (("png", _png(role == "changed" and "red" or "blue")), ("txt", f"a {role} sample".encode()),
+                          ("json", json.dumps({"role": role}).encode())):
+            archive += _member(f"{stem}.{ext}", data, fmt)
+    archive += bytes(1024)
+    source = tmp_path / "handmade"
+    source.mkdir()
+    (source / "00000.tar").write_bytes(archive + bytes(-len(archive) % tarfile.RECORDSIZE))
+
+    def decide(sample):
+        role = sample.meta["role"]
+        return Keep(caption="a new caption", reason="test") if role == "changed" else Keep()
+
+    result = write_dataset(open_dataset(source), tmp_path / "copy", decide, progress=False)
+    assert result.counts == {"kept": 3, "changed": 1, "removed": 0, "unreadable": 0}
+    before, after = _stored_members(source / "00000.tar"), _stored_members(tmp_path / "copy" / "00000.tar")
+    for role, (stem, _) in names.items():
+        for ext in ("png", "txt", "json"):
+            name = f"{stem}.{ext}"
+            if role != "changed" or ext == "png":
+                assert after[name] == before[name], name
+    changed_stem = names["changed"][0]
+    assert _member_text(tmp_path / "copy" / "00000.tar", f"{changed_stem}.txt") == "a new caption"
+    assert json.loads(_member_text(tmp_path / "copy" / "00000.tar", f"{changed_stem}.json"))["role"] == "changed"
+    copy = _by_key(open_dataset(tmp_path / "copy"))
+    assert copy[changed_stem].caption == "a new caption"
+    assert sorted(copy) == sorted(stem.rsplit("/", 1)[-1] for stem, _ in names.values())
+
+
+def test_verify_images_false_decodes_nothing(make_synthetic, tmp_path, monkeypatch):
+    import dataio.reader
+
+    def refuse(data):
+        raise AssertionError("an image was decoded")
+
+    monkeypatch.setattr(dataio.reader, "image_is_decodable", refuse)
+    source = make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1)
+    result = write_dataset(open_dataset(source), tmp_path / "copy", _decide_every_third, progress=False,
+                           verify_images=False)
+    assert result.counts["unreadable"] == 0 and result.counts["removed"] == 20
+    with pytest.raises(AssertionError, match="decoded"):
+        write_dataset(open_dataset(source), tmp_path / "again", _decide_every_third, progress=False)
+
+
+def test_shard_parquet_reuses_the_input_rows_and_keeps_failed_downloads(make_synthetic, tmp_path):
+    folder = tmp_path / "with_failure"
+    shutil.copytree(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1), folder)
+    first = sorted(folder.glob("*.parquet"))[0]
+    table = pq.read_table(first)
+    failed = pa.Table.from_pylist([{"key": "999999999", "status": "failed_to_download", "error_message": "HTTP 404",
+                                    "url": "http://127.0.0.1/missing.png"}], schema=table.schema)
+    pq.write_table(pa.concat_tables([table, failed]), first)
+    input_rows = {row["key"]: row for row in table.to_pylist()}
+
+    write_dataset(open_dataset(folder), tmp_path / "copy", _decide_every_third, progress=False, verify_images=False)
+    written = pq.read_table(tmp_path / "copy" / first.name).to_pylist()
+    by_key = {row["key"]: row for row in written}
+    assert by_key["999999999"]["status"] == "failed_to_download"
+    for key, row in by_key.items():
+        if key == "999999999":
+            continue
+        number = int(key)
+        assert number % 3 != 0
+        expected = dict(input_rows[key])
+        if number % 3 == 1:
+            expected["captions"] = input_rows[key]["captions"] + [f"extra caption {number}"]
+        assert row == expected
+    assert [row["key"] for row in written] == [k for k in list(input_rows) + ["999999999"] if k in by_key]
+    stats = json.loads((tmp_path / "copy" / first.name.replace(".parquet", "_stats.json")).read_text())
+    assert stats["failed_to_download"] == 1 and stats["count"] == len(written) == stats["successes"] + 1
+
+
 # ---- bad input -------------------------------------------------------------------------------
 
 
@@ -184,6 +359,56 @@ def test_truncated_tar_keeps_what_precedes_the_cut_and_names_the_rest(make_synth
     skipped_keys = {k for k, _ in dataset.skipped}
     assert lost <= skipped_keys
     assert all("truncated" in reason for key, reason in dataset.skipped if key in lost)
+
+
+def _cut_before_sample(path, sample_index: int) -> list:
+    """Cut the tar where the sample_index-th sample's first member starts; the keys before it, in order."""
+    with tarfile.open(path) as archive:
+        members = [m for m in archive.getmembers() if m.isfile()]
+    keys = list(dict.fromkeys(m.name.split(".")[0] for m in members))
+    first_member = next(m for m in members if m.name.split(".")[0] == keys[sample_index])
+    path.write_bytes(path.read_bytes()[:first_member.offset])
+    return keys[:sample_index]
+
+
+def test_tar_cut_at_a_member_boundary_is_detected_and_counted(make_synthetic, tmp_path):
+    folder = tmp_path / "cut"
+    shutil.copytree(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1), folder)
+    first = sorted(folder.glob("*.tar"))[0]
+    listed = [k for k, st in zip(*pq.read_table(first.with_suffix(".parquet"), columns=["key", "status"]).to_pydict().values())
+              if st == "success"]
+    before_cut = _cut_before_sample(first, 5)
+    result = write_dataset(open_dataset(folder), tmp_path / "out", lambda s: Keep(), progress=False)
+    manifest = read_manifest(tmp_path / "out").set_index("key")
+    # no end-of-archive blocks: the last sample before the cut may lack members, so it counts as cut too
+    assert list(manifest.loc[before_cut[:4], "action"]) == ["kept"] * 4
+    lost = [k for k in listed if k not in before_cut[:4]]
+    assert all(manifest.loc[lost, "action"] == "unreadable")
+    assert all("truncated" in reason for reason in manifest.loc[lost, "reason"])
+    assert result.counts["unreadable"] == len(lost) and result.counts["kept"] == 60 - len(lost)
+
+
+def test_a_damaged_header_is_detected_and_the_rest_of_the_shard_counted(make_synthetic, tmp_path):
+    folder = tmp_path / "damaged_header"
+    shutil.copytree(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1), folder)
+    first = sorted(folder.glob("*.tar"))[0]
+    with tarfile.open(first) as archive:
+        members = [m for m in archive.getmembers() if m.isfile()]
+    target = members[30]
+    data = bytearray(first.read_bytes())
+    header = target.offset_data - 512  # the member's own header, after its pax entry
+    data[header] ^= 0x01  # one bit of the name: the checksum no longer holds
+    first.write_bytes(bytes(data))
+    keys = list(dict.fromkeys(m.name.split(".")[0] for m in members))
+    damaged_key = target.name.split(".")[0]
+    assert keys.index(damaged_key) == 10
+    dataset = open_dataset(folder)
+    read = [s.key for s in dataset.samples() if s.shard == "00000"]
+    skipped = dict(dataset.skipped)
+    # the sample before the damaged header may have lost members to it: it is counted with the rest
+    assert read == keys[:9]
+    assert "bad checksum" in skipped[damaged_key] and "truncated" in skipped[keys[9]]
+    assert sorted(skipped) == sorted(keys[9:])
 
 
 def _absent(root):
