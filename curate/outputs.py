@@ -76,10 +76,12 @@ def _summary_lines(s: dict) -> list:
     lines = [
         ("data", s["data"]),
         ("scored / readable / skipped", f"{s['scored']} / {s['samples_readable']} / {s['samples_skipped']}"),
-        ("flagged", f"{s['flagged']} (ranking: {settings['method']}, "
+        ("flagged", f"{s['flagged']} (ranking: {settings.get('method_used', settings['method'])}, "
                     + (f"threshold {settings['threshold']}" if settings["threshold"] is not None
                        else f"top {settings['top_frac']:.0%}") + ")"),
         ("protocol", f"{settings['protocol']}, {s['models_trained']} models trained, form {settings['form']}"),
+        ("scored in sample / by inference", f"{s.get('scored_by', {}).get('in-sample', 0)} / "
+                                            f"{s.get('scored_by', {}).get('inference', 0)}"),
         ("mean CLIPMem (raw)", f"{s['means']['clipmem_raw']:.4f}"),
         ("image-side / text-side memorization", f"{s['means']['image_mem']:.4f} / {s['means']['text_mem']:.4f}"),
     ]

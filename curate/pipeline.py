@@ -151,6 +151,10 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
                 "training": config.to_dict(), "reused_models": bool(reuse), "pretrained": pretrained}
     summary = outputs.summary(data, settings, table, plan, frame, timings)
     summary["scored_by"] = frame["scored_by"].value_counts().to_dict()
+    if sample is not None:  # the table held the sample only; the pool is what was read
+        summary["samples_readable"] = len(pool.keys)
+        summary["samples_skipped"] = len(pool.skipped)
+        summary["skipped_examples"] = [list(item) for item in pool.skipped[:10]]
     paths = outputs.write_outputs(out, frame, summary, data) if world.is_main else outputs.output_paths(out)
     return FlagResult(frame, flagging.flagged_first(frame)["key"].tolist(), summary, paths, out)
 

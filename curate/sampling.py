@@ -40,7 +40,7 @@ from curate.lint import is_severe, lint_caption, normalize
 from curate.neighbours import held_out_rows, neighbour_distances
 from dataio.atomic import write_parquet, write_text
 from dataio.errors import UsageError
-from dataio.reader import Dataset, Sample
+from dataio.reader import Dataset, Sample, without_duplicates
 from train.data import load_table
 from train.distributed import World, barrier
 
@@ -56,6 +56,7 @@ class PoolIndex:
     keys_by_shard: dict
     caption_counts: Counter
     captions: dict = field(repr=False)  # key -> primary caption
+    skipped: list = field(default_factory=list)  # (key, reason) of every unreadable record
 
     @property
     def keys(self) -> list:
@@ -70,13 +71,15 @@ class PoolIndex:
 
 def pool_index(dataset: Dataset, progress: bool = True) -> PoolIndex:
     """One pass over the pool's shards, images left encoded."""
-    keys_by_shard, captions = {}, {}
+    keys_by_shard, captions, skipped, seen = {}, {}, [], {}
     for shard in tqdm(dataset.shards, desc="indexing the pool", unit="shard", disable=not progress, leave=False):
-        samples = [r for r in dataset.shard_records(shard, verify_images=False) if isinstance(r, Sample)]
+        records = list(without_duplicates(dataset.shard_records(shard, verify_images=False), seen))
+        samples = [r for r in records if isinstance(r, Sample)]
+        skipped += [(r.key, r.reason) for r in records if not isinstance(r, Sample)]
         keys_by_shard[shard] = [sample.key for sample in samples]
         captions.update((sample.key, sample.caption) for sample in samples)
     counts = Counter(normalize(caption) for caption in captions.values())
-    return PoolIndex(keys_by_shard, counts, captions)
+    return PoolIndex(keys_by_shard, counts, captions, skipped)
 
 
 def with_pool_statistics(frame: pd.DataFrame, pool: PoolIndex) -> pd.DataFrame:
