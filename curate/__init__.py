@@ -1,6 +1,8 @@
 """Memorization scoring and flagging: protocols, reference models, CLIPMem, rankings, caption lint, the report.
 
     curate.flag(data, ...) -> FlagResult    the whole `flag` command as one call (curate.pipeline)
+    curate.sampling          --sample: train on a sample, score the rest of the pool by inference, shard by shard
+    curate.neighbours        the neighbour score (LEMoN-style) from held-out embeddings
     curate.protocols         which keys each reference model trains on (kfold, paper)
     curate.reference_models  train (or reload) the models a plan asks for
     curate.memorization      batched embeddings of views; f-minus-g CLIPMem; csl per key

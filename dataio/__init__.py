@@ -8,6 +8,7 @@ which is why the OpenMP setting below lives here.
     dataio.writer    write_dataset(dataset, out, decide): a copy in the input's format; Keep / Remove
     dataio.manifest  manifest.parquet: one row per input key and what became of it
     dataio.recipe    mitigation.json: read, write, its training settings
+    dataio.export    kept keys for DataComp's resharder (.npy); scores joinable to img2dataset's parquet
     dataio.summary   what a dataset folder holds (the `inspect` command)
     dataio.atomic    temporary name, then rename: the one way files are written
     dataio.paths     default output folders beside the input (DATA.clipmem, DATA.tradeoff, ...)
