@@ -44,6 +44,7 @@ class Options:
     threshold: Optional[float] = None
     sigma: float = 0.15
     progress: bool = True
+    prepared_before: tuple = ()  # the strategies of this run that come before the one being prepared
 
     def changed_from_default(self) -> set:
         """Names of the options set to something other than their default."""

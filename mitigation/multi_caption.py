@@ -18,6 +18,7 @@ import json
 
 from dataio.errors import UsageError
 from dataio.reader import Dataset, Sample
+from dataio.recipe import read_recipe
 from dataio.writer import Keep
 from mitigation.base import Options, Step, count
 from train.eda import augment_caption
@@ -106,3 +107,17 @@ def gather_captions(dataset: Dataset, options: Options) -> Step:
 
     step.decide = decide
     return step
+
+
+def captions_were_gathered(dataset, options: Options) -> bool:
+    """Whether multi-caption gathered the captions text-aug will see: earlier in this run, or in the
+    mitigation that wrote the input folder (its mitigation.json, or the one it was made from). The data
+    alone cannot tell: where the json already lists every caption, multi-caption leaves samples as they are."""
+    if "multi-caption" in options.prepared_before:
+        return True
+    if dataset is None:
+        return False
+    recipe = read_recipe(dataset.path)
+    earlier = [s.get("name") for s in recipe.get("strategies", [])]
+    earlier += recipe.get("source", {}).get("recipe", {}).get("strategies", [])
+    return "multi-caption" in earlier

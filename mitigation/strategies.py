@@ -56,7 +56,8 @@ STRATEGIES = {
                  "training-time image augmentation; data unchanged"),
     )
 }
-GENERAL_OPTIONS = {"progress"}
+# Set by mitigate() itself, not by the user: `prepared_before` tells a step which strategies ran before it.
+GENERAL_OPTIONS = {"progress", "prepared_before"}
 
 
 @dataclass
@@ -97,7 +98,8 @@ def check_options(names: list, options: Options) -> None:
 
 def prepare_steps(dataset, names: list, options: Options) -> list:
     ordered = [name for name in STRATEGIES if name in names]
-    return [STRATEGIES[name].prepare(dataset, options) for name in ordered]
+    return [STRATEGIES[name].prepare(dataset, dataclasses.replace(options, prepared_before=tuple(ordered[:i])))
+            for i, name in enumerate(ordered)]
 
 
 def mitigate(data, strategies, out=None, *, overwrite: bool = False, expand: bool = False, progress: bool = True,

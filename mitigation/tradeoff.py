@@ -1,47 +1,62 @@
-"""Retrain under each mitigation strategy and report utility against memorization (table and plot).
+"""Retrain under each mitigation strategy and report utility against memorization, with a verdict.
 
     python cli.py tradeoff --data laion_subset --quick
-    python cli.py tradeoff --data laion_subset --strategies baseline,text-aug,multi-caption,text-noise,remove \\
-        --seeds 3
-    python cli.py tradeoff --strategies baseline,text-noise:sigma=0.3,remove:by=random:count=100
+    python cli.py tradeoff --data laion_subset --strategies baseline,text-aug,multi-caption,text-noise,remove
+    python cli.py tradeoff --strategies baseline,text-noise:sigma=0.3,remove:by=random:count=100,multi-caption+text-aug
 
-Every strategy runs through the real path: `mitigate` writes a mitigated copy with its recipe, and the
-models train on that copy with the recipe's settings. Memorization is the paper protocol's mean CLIPMem
-over one fixed candidate set (f on S_S+S_C, g on S_S+S_I, both trained under the strategy); utility is
-measured on one fixed held-out split that no model trains on.
+Each strategy runs through the real path: `mitigate` writes a copy with its recipe and the models train
+on it with the recipe's settings; `remove` is applied to the pairs the run trains on (the top N of its
+training keys by the flag run's ranking), so N pairs really leave the training data. Memorization is
+the paper protocol's mean CLIPMem over one candidate set (f on S_S+S_C, g on S_S+S_I, both trained under
+the strategy; removed candidates are not scored). Utility is measured on a fixed clean evaluation split
+no run trains on (mitigation.tradeoff_setup), each strategy compared with the baseline of the same seed
+(mitigation.tradeoff_stats). Every strategy, option and input is checked before the first training;
+each finished run is added to tradeoff.csv at once, and a rerun with the same settings skips it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
 from curate import memorization
-from curate.protocols import paper_plan
-from dataio.atomic import write_json
-from dataio.errors import UsageError
+from curate.rankings import RANKINGS, resolve_ranking
+from dataio.atomic import write_json, write_parquet
+from dataio.errors import DataError, UsageError
 from dataio.paths import tradeoff_folder
 from mitigation import tradeoff_report
-from mitigation.strategies import mitigate
+from mitigation.base import Options
+from mitigation.remove import check_amount, load_scores
+from mitigation.strategies import STRATEGIES, check_options, mitigate, options_from
+from mitigation.tradeoff_log import settings_hash
+from mitigation.tradeoff_session import Session, resolve_settings, scores_sha256, start_session
+from mitigation.tradeoff_setup import (
+    EVAL_FRAC,
+    EVAL_MAX,
+    PROBE_FOLDS,
+    UTILITY,
+    Experiment,
+    removal,
+    utility,
+)
+from mitigation.tradeoff_stats import MATCHED_BASELINE
 from train.config import TrainConfig
-from train.data import load_table, split_heldout
-from train.evaluate import evaluate
+from train.data import Table, load_table
 from train.loop import train_clip
 
 DEFAULT_STRATEGIES = "baseline,text-aug,multi-caption,text-noise,remove"
-QUICK = {"samples": 1500, "epochs": 5, "seeds": 2}
 # `remove` with no amount removes the paper's ~100 most memorized pairs.
 REMOVE_DEFAULT = {"count": 100}
-# Utility metrics reported per run (train.evaluate names); the plot's y axis is the first.
-UTILITY = ["linear_probe_acc", "zeroshot_words_acc", "i2t_r1_caption", "i2t_r5_caption"]
+REMOVE_OPTIONS = set(STRATEGIES["remove"].options)
 
 
 @dataclass
 class StrategySpec:
-    """One row of the trade-off: a strategy name (or `baseline`) and its options, e.g. remove:by=random:count=100."""
+    """One row of the trade-off: strategy names joined by + (or `baseline`) and options, e.g. remove:count=100."""
 
     label: str
     names: list
@@ -59,9 +74,19 @@ def parse_strategy_list(text: str) -> list:
             if not sep:
                 raise UsageError(f"strategy option {pair!r} in {item!r} must look like name=value")
             options[key.replace("-", "_")] = _parse_value(value)
-        specs.append(StrategySpec(item, [] if name == "baseline" else name.split("+"), options))
+        names = [] if name == "baseline" else name.split("+")
+        unknown = [n for n in names if n not in STRATEGIES]
+        if unknown:
+            raise UsageError(f"unknown strategy {', '.join(unknown)} in {item!r}; choose from baseline, "
+                             f"{', '.join(STRATEGIES)} (join with + to combine)")
+        if not names and options:
+            raise UsageError(f"{item!r}: baseline takes no options")
+        specs.append(StrategySpec(item, names, options))
     if not specs:
         raise UsageError("--strategies is empty; e.g. --strategies baseline,text-noise")
+    labels = [s.label for s in specs]
+    if len(set(labels)) < len(labels):
+        raise UsageError(f"--strategies names {max(labels, key=labels.count)!r} twice")
     return specs
 
 
@@ -76,7 +101,7 @@ def _parse_value(value: str):
 
 @dataclass
 class TradeoffResult:
-    """One row per (strategy, seed) run, and the files written: csv, markdown, plot."""
+    """One row per (strategy, seed) run, the files written (csv, markdown, plot) and the settings."""
 
     rows: list
     paths: dict
@@ -85,104 +110,204 @@ class TradeoffResult:
 
 def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, epochs: int = 10,
              samples: int | None = None, quick: bool = False, model: str = "clipmem-tiny", batch_size: int = 128,
-             lr: float = 5e-4, heldout_frac: float = 0.1, scores=None, progress: bool = True) -> TradeoffResult:
-    """Retrain under each strategy and measure memorization and utility; write tradeoff.csv/.md/.png.
+             lr: float = 5e-4, eval_max: int = EVAL_MAX, eval_frac: float = EVAL_FRAC, probe_folds: int = PROBE_FOLDS,
+             scores=None, downstream=None, progress: bool = True) -> TradeoffResult:
+    """Retrain under each strategy, measure memorization and utility; write tradeoff.csv/.md/.png.
 
-    strategies: a comma-separated string or list, each item a strategy (or `baseline`) with options,
-    e.g. "baseline,text-noise:sigma=0.3,remove:by=random:count=100". quick: QUICK's subsample, epochs and
-    seeds wherever the arguments are left at their defaults. scores: flag's scores.parquet for `remove`
-    (default DATA.clipmem/scores.parquet). Default OUT: DATA.tradeoff beside the data.
+    strategies: a comma-separated string or a list, each item a strategy (or `baseline`, or names joined by
+    +) with options, e.g. "baseline,text-noise:sigma=0.3,remove:by=random:count=100". quick: the subsample,
+    epochs and seeds of mitigation.tradeoff_session.QUICK wherever those arguments are left at their defaults.
+    scores: flag's scores.parquet for `remove` (default DATA.clipmem/scores.parquet). downstream: labeled
+    images no run trains on (a train.data Table, or items with `image_bytes` and `category`) for a second
+    linear probe. Default OUT: DATA.tradeoff beside the data. Runs already in OUT/tradeoff.csv with the same
+    settings are not run again.
     """
     specs = parse_strategy_list(strategies if isinstance(strategies, str) else ",".join(strategies))
-    settings = resolve_settings(seeds, epochs, samples, quick, model, batch_size, lr, heldout_frac, scores)
+    settings = resolve_settings(data, seeds, epochs, samples, quick, model, batch_size, lr, eval_max, eval_frac,
+                                probe_folds, scores)
+    for spec in specs:
+        check_spec(spec, data, settings)
     out = Path(out) if out else tradeoff_folder(data)
-    rows = run_tradeoff(data, specs, settings, out, progress=progress)
-    paths = tradeoff_report.write_all(out, rows, settings)
+    session = start_session(data, settings, downstream, out, "tradeoff.csv", "strategy", progress)
+    rows = with_matched_baseline(run_tradeoff(session, specs), out)
+    paths = tradeoff_report.write_all(out, rows, settings, describe_experiment(session.experiment))
     return TradeoffResult(rows, paths, settings)
 
 
-def resolve_settings(seeds: int, epochs: int, samples: int | None, quick: bool, model: str, batch_size: int,
-                     lr: float, heldout_frac: float, scores) -> dict:
-    if quick:
-        seeds = QUICK["seeds"] if seeds == 3 else seeds
-        epochs = QUICK["epochs"] if epochs == 10 else epochs
-        samples = samples or QUICK["samples"]
-    if seeds < 1 or epochs < 1:
-        raise UsageError("--seeds and --epochs must be at least 1")
-    return {"seeds": seeds, "epochs": epochs, "samples": samples, "model": model, "batch_size": batch_size,
-            "lr": lr, "heldout_frac": heldout_frac, "scores": str(scores) if scores else None}
+def check_spec(spec: StrategySpec, data, settings: dict) -> None:
+    """Everything a strategy needs, checked in seconds before any training: names, options, amounts, and the
+    scores file for `remove`."""
+    try:
+        options = options_from(spec.options)
+        check_options(spec.names, options)
+        for name in spec.names:
+            if name == "remove":
+                remove_arguments(spec, settings, data, check=True)
+            elif name == "text-aug" and options.paraphrase_model:
+                if not Path(options.paraphrase_model).is_dir():
+                    raise UsageError(f"paraphrase model folder {options.paraphrase_model} does not exist")
+            else:
+                STRATEGIES[name].prepare(None, options)  # their option checks need no data
+    except (UsageError, DataError) as error:
+        raise type(error)(f"strategy {spec.label!r}: {error}") from None
 
 
-def run_tradeoff(data, specs: list, settings: dict, out: Path, progress: bool = True) -> list:
-    """Train f and g per (strategy, seed) and measure them; returns one dict per run."""
-    out.mkdir(parents=True, exist_ok=True)
-    base = load_table(data, progress=progress)
-    keys = _subsample(base.keys, settings["samples"])
-    pool, heldout = split_heldout(keys, settings["heldout_frac"], seed=0)
-    plan = paper_plan(pool, seed=0)
-    rows = []
+def remove_arguments(spec: StrategySpec, settings: dict, data, check: bool = False) -> dict:
+    """What `removal` takes for this spec: the ranking, one amount (default REMOVE_DEFAULT) and the scores."""
+    given = {k: v for k, v in spec.options.items() if k in REMOVE_OPTIONS}
+    amount = {k: given[k] for k in ("count", "frac", "threshold") if k in given} or dict(REMOVE_DEFAULT)
+    arguments = {"by": given.get("by", Options.by), **amount,
+                 "scores_path": Path(given.get("scores", settings["scores"]))}
+    if check:
+        check_amount(Options(**{k: v for k, v in arguments.items() if k != "scores_path"}))
+        load_scores(arguments["scores_path"], data, RANKINGS[resolve_ranking(arguments["by"])].column)
+    return arguments
+
+
+def run_key(session: Session, spec: StrategySpec) -> str:
+    """The settings hash a finished run is filed under; for removal it includes the scores file's content."""
+    identity = dict(session.identity)
+    if "remove" in spec.names:
+        identity["scores_sha256"] = scores_sha256(remove_arguments(spec, session.settings, None)["scores_path"])
+    return settings_hash(identity)
+
+
+@dataclass
+class Prepared:
+    """A strategy's training data: the table, the recipe's training settings, what it removes."""
+
+    table: Table
+    training: dict
+    removed: list
+    removed_injected: int
+    captions: str
+
+
+def run_tradeoff(session: Session, specs: list) -> list:
+    """Train f and g per (strategy, seed) not yet in the log, measure them, file each row at once."""
+    rows, seeds = [], session.settings["seeds"]
     for spec in specs:
-        data_for_spec, recipe = _mitigated_copy(data, spec, settings, out, progress)
-        table = base if data_for_spec is None else load_table(data_for_spec, progress=progress)
-        for seed in range(settings["seeds"]):
-            if progress:
-                print(f"[tradeoff] {spec.label}, seed {seed + 1}/{settings['seeds']}", flush=True)
-            rows.append(_one_run(spec, seed, settings, recipe, table, base, plan, heldout, out, progress))
+        key = run_key(session, spec)
+        todo = [seed for seed in range(seeds) if session.log.find(spec.label, seed, key) is None]
+        prepared = prepare(session, spec) if todo else None
+        for seed in range(seeds):
+            if session.progress:
+                state = "training" if seed in todo else "done before, kept"
+                print(f"[tradeoff] {spec.label}, seed {seed + 1}/{seeds}: {state}", flush=True)
+            if seed in todo:
+                session.log.add({**one_run(session, spec, seed, prepared), "settings": key})
+            rows.append(session.log.find(spec.label, seed, key))
     return rows
 
 
-def _subsample(keys: list, samples: int | None) -> list:
-    if not samples or samples >= len(keys):
-        return list(keys)
-    chosen = np.random.default_rng(0).choice(len(keys), size=samples, replace=False)
-    return [keys[i] for i in sorted(chosen)]
-
-
-def _mitigated_copy(data, spec: StrategySpec, settings: dict, out: Path, progress: bool):
-    """Baseline trains on the data as it is; any other strategy on what `mitigate` writes."""
-    if not spec.names:
-        return None, {}
-    options = dict(spec.options)
+def prepare(session: Session, spec: StrategySpec) -> Prepared:
+    """Baseline trains on the data as it is; caption and training-time strategies on what `mitigate` writes;
+    removal takes the top of the run's own training keys."""
+    experiment, table, training = session.experiment, session.experiment.base, {}
+    data_names = [n for n in spec.names if n != "remove"]
+    if data_names:
+        options = {k: v for k, v in spec.options.items() if k not in REMOVE_OPTIONS}
+        result = mitigate(session.data, data_names, session.out / "data" / file_label(spec.label), overwrite=True,
+                          progress=session.progress, **options)
+        training = result.recipe.get("training", {})
+        if result.counts.get("changed", 0):
+            table = load_table(result.path, keys=experiment.training_keys, progress=session.progress)
+    removed, injected = [], 0
     if "remove" in spec.names:
-        if not {"count", "frac", "threshold"} & set(options):
-            options.update(REMOVE_DEFAULT)
-        if settings.get("scores") and "scores" not in options:
-            options["scores"] = settings["scores"]
-    try:
-        result = mitigate(data, spec.names, out / "data" / _file_label(spec.label), overwrite=True, progress=progress,
-                          **options)
-    except UsageError as error:
-        raise UsageError(f"strategy {spec.label!r}: {error}") from None
-    return result.path, result.recipe.get("training", {})
+        arguments = remove_arguments(spec, session.settings, session.data)
+        chosen = removal(experiment.training_keys, experiment.injected, arguments.pop("scores_path"), session.data,
+                         **arguments)
+        removed, injected = chosen.keys, chosen.injected
+    return Prepared(table, training, removed, injected, describe_captions(spec, training, table, experiment))
 
 
-def _one_run(spec, seed, settings, recipe, table, base, plan, heldout, out: Path, progress: bool) -> dict:
+def describe_captions(spec: StrategySpec, training: dict, table: Table, experiment: Experiment) -> str:
+    """Which captions the runs trained on: 'primary only', 'primary + 4 EDA (4.9 per image)', ..."""
+    if not training.get("caption_sampling"):
+        return "primary only"
+    rows = table.rows([k for k in experiment.training_keys if k in set(table.keys)]).tolist()
+    per_image = sum(len(table.captions[r]) for r in rows) / max(len(rows), 1)
+    parts = ["data's own (json list, title, description, keywords)" if "multi-caption" in spec.names else "primary"]
+    if "text-aug" in spec.names:
+        options = options_from(spec.options)
+        parts.append(f"{options.n_aug} EDA" + (f" + {options.paraphrase_n} paraphrases" if options.paraphrase_model
+                                                else ""))
+    if len(parts) == 1 and parts[0] == "primary":
+        parts = ["all captions in the data's json"]  # sampling inherited from an earlier mitigation's recipe
+    return " + ".join(parts) + f"; {per_image:.1f} per image"
+
+
+def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared) -> dict:
+    settings, experiment, plan = session.settings, session.experiment, session.experiment.plan
     config = TrainConfig(model=settings["model"], epochs=settings["epochs"], batch_size=settings["batch_size"],
                          lr=settings["lr"], seed=seed)
-    config = replace(config, **{k: v for k, v in recipe.items() if hasattr(config, k)})
-    present = set(table.keys)
+    config = dataclasses.replace(config, **{k: v for k, v in prepared.training.items() if hasattr(config, k)})
+    removed = set(prepared.removed)
     started = time.time()
-    trained = [train_clip(table, [k for k in m.train_keys if k in present], config, progress=progress)
+    trained = [train_clip(prepared.table, [k for k in m.train_keys if k not in removed], config,
+                          progress=session.progress)
                for m in plan.models]
-    measures = [memorization.measure_model(r.model, r.tokenizer, base, plan.scored, m.negative_keys, seed=0,
-                                           progress=progress)
-                for r, m in zip(trained, plan.models)]
-    clipmem = memorization.combine_models(measures, plan)["clipmem_raw"]
-    utility = evaluate(trained[0].model, trained[0].tokenizer, base, heldout)
+    # A removed candidate is in neither model's data: f minus g means nothing for it.
+    candidates = [k for k in plan.scored if k not in removed]
+    clipmem = measure_clipmem(trained, dataclasses.replace(plan, scored=candidates), experiment, session.progress)
+    name = f"{file_label(spec.label)}_seed{seed}"
+    for folder in ("clipmem", "configs"):
+        (session.out / folder).mkdir(parents=True, exist_ok=True)
+    write_parquet(session.out / "clipmem" / f"{name}.parquet", clipmem[["key", "clipmem_raw"]])
+    metrics = utility(trained[0].model, trained[0].tokenizer, experiment)
     row = {
-        "strategy": spec.label, "seed": seed, "memorization": float(clipmem.mean()),
-        "memorization_median": float(clipmem.median()),
-        "removed": len([k for k in plan.models[0].train_keys if k not in present]),
-        **{name: utility.get(name) for name in UTILITY},
+        "strategy": spec.label, "seed": seed, "captions": prepared.captions,
+        "removed": len(prepared.removed), "removed_injected": prepared.removed_injected,
+        "candidates_scored": len(candidates), "candidates_total": len(plan.scored),
+        "memorization": float(clipmem["clipmem_raw"].mean()) if candidates else None,
+        "memorization_median": float(clipmem["clipmem_raw"].median()) if candidates else None,
+        **{metric: metrics.get(metric) for metric in UTILITY},
+        "eval_pairs": len(experiment.split.eval_keys), "train_pairs_f": len(trained[0].keys),
         "seconds": round(time.time() - started, 1),
     }
-    config_path = out / "configs" / f"{_file_label(spec.label)}_seed{seed}.json"
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(config_path, {"strategy": spec.label, "mitigation_options": spec.options, "training": config.to_dict(),
-                             "settings": settings, "result": row})
+    write_json(session.out / "configs" / f"{name}.json",
+               {"strategy": spec.label, "mitigation_options": spec.options, "training": config.to_dict(),
+                "settings": settings, "removed_keys": prepared.removed, "result": row})
     return row
 
 
-def _file_label(label: str) -> str:
+def measure_clipmem(trained: list, plan, experiment: Experiment, progress: bool) -> pd.DataFrame:
+    if not plan.scored:
+        return pd.DataFrame({"key": [], "clipmem_raw": []})
+    measures = [memorization.measure_model(r.model, r.tokenizer, experiment.base, plan.scored, m.negative_keys, seed=0,
+                                           progress=progress)
+                for r, m in zip(trained, plan.models)]
+    return memorization.combine_models(measures, plan)
+
+
+def with_matched_baseline(rows: list, out: Path) -> list:
+    """Add the same-seed baseline's mean CLIPMem over each run's own candidates, so a removal that leaves its
+    most memorized candidates unscored is compared on the candidates it kept, not credited for dropping them."""
+    baselines = {r["seed"]: out / "clipmem" / f"baseline_seed{r['seed']}.parquet" for r in rows
+                 if r["strategy"] == "baseline"}
+    matched = []
+    for row in rows:
+        path = baselines.get(row["seed"])
+        own_path = out / "clipmem" / f"{file_label(row['strategy'])}_seed{row['seed']}.parquet"
+        value = None
+        if path is not None and path.exists() and own_path.exists():
+            own = pd.read_parquet(own_path)
+            base = pd.read_parquet(path).set_index("key")["clipmem_raw"]
+            kept = base.reindex(own["key"]).dropna()
+            value = float(kept.mean()) if len(kept) else None
+        matched.append({**row, MATCHED_BASELINE: value})
+    return matched
+
+
+def describe_experiment(experiment: Experiment) -> dict:
+    """The sizes the report states: evaluation pairs, pairs left out, pool, candidates, downstream images."""
+    return {"eval_pairs": len(experiment.split.eval_keys), "injected_left_out": experiment.split.injected_left_out,
+            "pool": len(experiment.pool), "data": len(experiment.base), "candidates": len(experiment.plan.scored),
+            "injected_in_pool": len(experiment.injected & set(experiment.pool)),
+            "downstream": len(experiment.downstream) if experiment.downstream is not None else 0,
+            "probe_folds": experiment.probe_folds}
+
+
+def file_label(label: str) -> str:
     """A strategy label as a file name: remove:by=random -> remove_by-random."""
     return label.replace(":", "_").replace("=", "-")

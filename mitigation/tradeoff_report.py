@@ -1,4 +1,4 @@
-"""tradeoff.csv, tradeoff.md and tradeoff.png from the per-run rows of mitigation.tradeoff.
+"""tradeoff.md and tradeoff.png from the per-run rows of mitigation.tradeoff (tradeoff.csv is its run log).
 
 Example:
     >>> rows = [{"strategy": "baseline", "seed": 0, "memorization": 0.10, "linear_probe_acc": 0.5},
@@ -20,8 +20,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dataio.atomic import atomic_write, write_text  # noqa: E402
+from mitigation import tradeoff_stats  # noqa: E402
 
-METRICS = ["memorization", "linear_probe_acc", "zeroshot_words_acc", "i2t_r1_caption", "i2t_r5_caption"]
+METRICS = ["memorization", "linear_probe_acc", "downstream_probe_acc", "zeroshot_words_acc", "i2t_r1_caption",
+           "i2t_r5_caption"]
+HEADERS = {"memorization": "memorization", "linear_probe_acc": "linear probe", "downstream_probe_acc": "downstream probe",
+           "zeroshot_words_acc": "zero-shot (caption words)", "i2t_r1_caption": "R@1", "i2t_r5_caption": "R@5"}
 PLOT_UTILITY = "linear_probe_acc"
 
 
@@ -30,55 +34,126 @@ def summarize(rows: list) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     order = list(dict.fromkeys(frame["strategy"]))
     metrics = [m for m in METRICS if m in frame]
-    grouped = frame.groupby("strategy", sort=False)[metrics]
-    table = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
+    frame[metrics] = frame[metrics].apply(pd.to_numeric, errors="coerce")
+    grouped = frame.groupby("strategy", sort=False)
+    table = grouped[metrics].mean().add_suffix("_mean").join(grouped[metrics].std(ddof=1).add_suffix("_std"))
     table["seeds"] = grouped.size()
+    for column in ("captions", "removed", "removed_injected", "candidates_scored", "candidates_total"):
+        if column in frame:
+            table[column] = grouped[column].first()
     return table.loc[order]
 
 
 def pareto_front(summary: pd.DataFrame, utility: str = PLOT_UTILITY) -> list:
     """Strategies no other strategy beats on both lower memorization and higher utility."""
-    points = summary[["memorization_mean", f"{utility}_mean"]].to_numpy()
+    points = summary[["memorization_mean", f"{utility}_mean"]].dropna()
     front = []
-    for i, (mem, util) in enumerate(points):
-        dominated = any((m <= mem and u >= util) and (m < mem or u > util) for j, (m, u) in enumerate(points) if j != i)
+    for name, (mem, util) in points.iterrows():
+        dominated = any((m <= mem and u >= util) and (m < mem or u > util)
+                        for other, (m, u) in points.iterrows() if other != name)
         if not dominated:
-            front.append(summary.index[i])
+            front.append(name)
     return front
 
 
-def _exceeds_noise(delta: float, std_a: float, std_b: float) -> str:
-    if np.isnan(std_a) or np.isnan(std_b):
-        return "n/a (1 seed)"
-    return "yes" if abs(delta) > std_a + std_b else "no"
+def _mean_std(row, metric: str) -> str:
+    mean, std = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
+    if mean is None or pd.isna(mean):
+        return "-"
+    return f"{mean:.4f}" if pd.isna(std) else f"{mean:.4f} ± {std:.4f}"
 
 
-def markdown_table(rows: list) -> str:
+def runs_table(rows: list) -> str:
+    """One line per strategy: its captions, what it removed, and each metric's mean ± std over seeds."""
     summary = summarize(rows)
-    base = summary.loc["baseline"] if "baseline" in summary.index else None
-    metrics = [m for m in METRICS if f"{m}_mean" in summary]
-    header = "| strategy | seeds | " + " | ".join(metrics) + " | Δ memorization | Δ probe | beyond seed noise (mem / probe) |"
+    metrics = [m for m in METRICS if f"{m}_mean" in summary and summary[f"{m}_mean"].notna().any()]
+    header = ("| strategy | captions | seeds | removed (injected) | candidates scored | "
+              + " | ".join(HEADERS[m] for m in metrics) + " |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for name, row in summary.iterrows():
-        cells = [f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" if not np.isnan(row[f'{m}_std'])
-                 else f"{row[f'{m}_mean']:.4f}" for m in metrics]
-        if base is not None and name != "baseline":
-            d_mem = row["memorization_mean"] - base["memorization_mean"]
-            d_util = row[f"{PLOT_UTILITY}_mean"] - base[f"{PLOT_UTILITY}_mean"]
-            noise = (f"{_exceeds_noise(d_mem, row['memorization_std'], base['memorization_std'])} / "
-                     f"{_exceeds_noise(d_util, row[f'{PLOT_UTILITY}_std'], base[f'{PLOT_UTILITY}_std'])}")
-            extra = [f"{d_mem:+.4f}", f"{d_util:+.4f}", noise]
-        else:
-            extra = ["", "", ""]
-        lines.append(f"| {name} | {int(row['seeds'])} | " + " | ".join(cells + extra) + " |")
-    front = pareto_front(summary)
-    lines.append("")
-    lines.append(f"Pareto front (lower memorization, higher {PLOT_UTILITY}): {', '.join(front)}")
+        removed = f"{int(row['removed'])} ({int(row['removed_injected'])})" if "removed" in row else "-"
+        scored = (f"{int(row['candidates_scored'])} of {int(row['candidates_total'])}" if "candidates_scored" in row
+                  else "-")
+        cells = [name, str(row.get("captions", "")), str(int(row["seeds"])), removed, scored]
+        lines.append("| " + " | ".join(cells + [_mean_std(row, m) for m in metrics]) + " |")
     return "\n".join(lines)
 
 
-def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
+def _delta(c) -> str:
+    if c is None:
+        return "-"
+    if c.low is None:
+        return f"{c.mean:+.4f}"
+    return f"{c.mean:+.4f} [{c.low:+.4f}, {c.high:+.4f}]"
+
+
+def paired_table(rows: list) -> str:
+    """Each strategy against the baseline of the same seed, and the baseline against itself (the noise floor)."""
+    comparisons = tradeoff_stats.compare_all(rows)
+    metrics = [m for m in tradeoff_stats.PAIRED if any(k[1] == m for k in comparisons)]
+    if not metrics:
+        return "No paired comparison: the strategies need a `baseline` run of the same seeds."
+    header = ("| strategy | " + " | ".join(f"Δ {HEADERS[m]} [95 % interval] | p" for m in metrics)
+              + f" | beyond noise ({' / '.join(HEADERS[m] for m in metrics)}) |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    strategies = list(dict.fromkeys(s for s, _ in comparisons))
+    for strategy in strategies:
+        found = [comparisons.get((strategy, m)) for m in metrics]
+        cells = []
+        for c in found:
+            cells += [_delta(c), "n/a (1 seed)" if c is None or c.p is None else f"{c.p:.3g}"]
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " | "
+                     + " / ".join(tradeoff_stats.cell(c) for c in found) + " |")
+    floors = [tradeoff_stats.noise_floor(rows, m) for m in metrics]
+    cells = []
+    for floor in floors:
+        cells += ["n/a (1 seed)" if floor is None else f"±{floor:.4f}", ""]
+    lines.append("| noise floor: baseline against itself, other seeds (RMS) | " + " | ".join(cells) + " | |")
+    return "\n".join(lines)
+
+
+def markdown(rows: list, settings: dict, sizes: dict) -> str:
     summary = summarize(rows)
+    downstream = (f"{sizes['downstream']} images no run trained on, {sizes['probe_folds']}-fold linear probe"
+                  if sizes.get("downstream") else "not measured (no downstream images given)")
+    return "\n".join([
+        "# Utility against memorization",
+        "",
+        f"Data: {sizes['data']} pairs. Evaluation split: {sizes['eval_pairs']} clean pairs that no run trains on "
+        f"({sizes['injected_left_out']} injected pairs on that side left out); the linear probe is cross-validated "
+        f"over {sizes['probe_folds']} folds inside it. Downstream probe: {downstream}. Training pool: "
+        f"{sizes['pool']} pairs ({sizes['injected_in_pool']} injected); memorization is the paper protocol's mean "
+        f"raw CLIPMem over {sizes['candidates']} candidates (f on S_S+S_C, g on S_S+S_I); candidates a run removed "
+        "are not scored (\"candidates scored: N of M\"), and its Δ memorization is taken against the baseline's "
+        "mean over the same candidates.",
+        "",
+        f"Settings: {json.dumps(settings)}",
+        "",
+        "## Runs (mean ± std over seeds)",
+        "",
+        runs_table(rows),
+        "",
+        "## Against the baseline of the same seed",
+        "",
+        "Δ: strategy minus baseline, mean over seeds, with a 95 % interval (t distribution over seeds); p: paired "
+        f"t-test; beyond noise: p < {tradeoff_stats.ALPHA} and |Δ| above the noise floor (how far the baseline "
+        "moves against itself from seed to seed).",
+        "",
+        paired_table(rows),
+        "",
+        f"Pareto front (lower memorization, higher {HEADERS[PLOT_UTILITY]}): {', '.join(pareto_front(summary))}",
+        "",
+        "## Verdict",
+        "",
+        " ".join(tradeoff_stats.verdict(rows)),
+        "",
+        "![trade-off](tradeoff.png)",
+        "",
+    ])
+
+
+def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
+    summary = summarize(rows).dropna(subset=["memorization_mean", f"{utility}_mean"])
     front = set(pareto_front(summary, utility))
     figure, axis = plt.subplots(figsize=(6.4, 4.6))
     for index, (name, row) in enumerate(summary.iterrows()):
@@ -93,7 +168,7 @@ def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
     axis.plot(ordered["memorization_mean"], ordered[f"{utility}_mean"], "--", color="#d0452f", linewidth=1,
               label="Pareto front")
     axis.set_xlabel("memorization: mean CLIPMem (raw) on the candidate set  (lower is better)")
-    axis.set_ylabel(f"utility: {utility} (higher is better)")
+    axis.set_ylabel(f"utility: {HEADERS[utility]} on the evaluation split (higher is better)")
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     figure.tight_layout()
@@ -102,12 +177,10 @@ def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
     return path
 
 
-def write_all(out: Path, rows: list, settings: dict) -> dict:
+def write_all(out: Path, rows: list, settings: dict, sizes: dict) -> dict:
+    """tradeoff.md and tradeoff.png beside the run log tradeoff.csv (which the runs wrote as they finished)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "tradeoff.csv", "markdown": out / "tradeoff.md", "plot": out / "tradeoff.png"}
-    atomic_write(paths["csv"], lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
-    text = (f"# Utility against memorization\n\nSettings: {json.dumps(settings)}\n\n"
-            f"{markdown_table(rows)}\n\n![trade-off](tradeoff.png)\n")
-    write_text(paths["markdown"], text)
+    write_text(paths["markdown"], markdown(rows, settings, sizes))
     plot(rows, paths["plot"])
     return paths

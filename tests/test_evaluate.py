@@ -59,6 +59,21 @@ def test_zero_shot_and_linear_probe_by_hand():
     assert linear_probe_accuracy(separable, [0] * 90, keys) is None
     noise = torch.randn(90, 8, generator=generator)
     assert linear_probe_accuracy(noise, labels, keys) < 0.6
+    assert linear_probe_accuracy(separable, labels, keys, folds=5) == 1.0
+    assert linear_probe_accuracy(noise, labels, keys, folds=5) < 0.6
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        linear_probe_accuracy(separable, labels, keys, folds=1)
+
+
+def test_probe_folds_split_keys_by_hash_into_equal_parts():
+    from train.evaluate import _hash_folds
+
+    keys = [f"k{i}" for i in range(2000)]
+    fold = _hash_folds(keys, 5, seed=3)
+    assert sorted(set(fold.tolist())) == [0, 1, 2, 3, 4]
+    assert all(abs((fold == f).mean() - 0.2) < 0.03 for f in range(5))
+    # a key's fold does not depend on the other keys
+    assert _hash_folds(keys[:50], 5, seed=3).tolist() == fold[:50].tolist()
 
 
 def test_class_names_from_labels_and_from_caption_words():

@@ -25,21 +25,24 @@ def run(data, out, strategy, **options):
     return mitigate(data, strategy, out, progress=False, **options)
 
 
-def test_text_aug_appends_augmentations_and_keeps_the_primary_caption(data, tmp_path):
+def test_text_aug_alone_trains_on_the_primary_caption_and_its_augmentations(data, tmp_path):
     result = run(data, tmp_path / "aug", "text-aug", n_aug=3, seed=1)
     before, after = by_key(data), by_key(result.path)
     assert before.keys() == after.keys()
+    assert sum(len(s.captions) > 1 for s in before.values()) == N  # the data's own phrasings, which must go
     for key, sample in after.items():
         original = before[key]
-        assert sample.caption == original.caption
-        assert sample.captions[: len(original.captions)] == original.captions
-        added = sample.captions[len(original.captions):]
-        assert added == [c for c in augment_caption(original.caption, n=3, seed=1, key=key) if c not in original.captions]
+        assert sample.caption == original.caption and sample.captions[0] == original.caption
+        added = sample.captions[1:]
+        assert added == [c for c in augment_caption(original.caption, n=3, seed=1, key=key) if c != original.caption]
         assert 1 <= len(added) <= 3
         assert sample.image == original.image
     assert result.counts == {"kept": 0, "changed": N, "removed": 0, "unreadable": 0}
     assert set(read_manifest(result.path).action) == {"changed"}
     assert result.recipe["training"]["caption_sampling"] is True
+    step = result.recipe["strategies"][0]
+    assert step["options"]["added_to"] == "primary caption only"
+    assert step["stats"]["captions_dropped"] == sum(len(s.captions) - 1 for s in before.values())
 
 
 def test_text_aug_repeats_per_seed_and_varies_with_it(data, tmp_path):
@@ -103,10 +106,30 @@ def test_multi_caption_run_twice_changes_nothing_the_second_time(data_with_field
     assert {k: s.captions for k, s in by_key(twice.path).items()} == {k: s.captions for k, s in by_key(once.path).items()}
 
 
-def test_combined_strategies_apply_each(data_with_fields, tmp_path):
+def test_text_aug_after_multi_caption_appends_to_the_gathered_captions(data_with_fields, tmp_path):
     result = run(data_with_fields, tmp_path / "both", "text-aug,multi-caption", n_aug=2)
     before = by_key(data_with_fields)
     for key, sample in by_key(result.path).items():
-        assert f"{sample.meta['category'].title()} Drawing" in sample.captions
-        assert len(sample.captions) > len(before[key].captions) + 1
+        shape = sample.meta["category"]
+        gathered = before[key].captions + [f"{shape.title()} Drawing", f"{shape}, clip art, shape"]
+        assert sample.captions[: len(gathered)] == gathered
+        assert sample.captions[len(gathered):] == [c for c in augment_caption(sample.caption, n=2, seed=0, key=key)
+                                                   if c not in gathered]
     assert [s["name"] for s in result.recipe["strategies"]] == ["multi-caption", "text-aug"]
+    assert result.recipe["strategies"][1]["options"]["added_to"] == "gathered captions"
+
+
+def test_text_aug_keeps_the_data_own_captions_after_a_multi_caption_that_adds_none(data, tmp_path):
+    """laion_subset's json already lists title, keywords and description: multi-caption leaves each sample as
+    it is, and text-aug after it must still keep those captions (alone, it drops them)."""
+    before = by_key(data)
+    in_one_run = by_key(run(data, tmp_path / "both", "multi-caption,text-aug", n_aug=2).path)
+    gathered = run(data, tmp_path / "multi", "multi-caption")
+    assert gathered.counts["changed"] == 0
+    chained = by_key(run(gathered.path, tmp_path / "chained", "text-aug", n_aug=2).path)
+    alone = by_key(run(data, tmp_path / "alone", "text-aug", n_aug=2).path)
+    for key, original in before.items():
+        assert in_one_run[key].captions[: len(original.captions)] == original.captions
+        assert chained[key].captions == in_one_run[key].captions
+        assert len(in_one_run[key].captions) > len(original.captions)
+        assert not set(alone[key].captions) & set(original.captions[1:])

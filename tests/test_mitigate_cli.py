@@ -35,7 +35,9 @@ def test_output_is_in_the_input_format_with_manifest_and_recipe(make_synthetic, 
     before, after = samples(data), samples(out)
     assert before.keys() == after.keys()
     assert all(after[k].image == before[k].image and after[k].caption == before[k].caption for k in before)
-    assert all(len(after[k].captions) > len(before[k].captions) for k in before)
+    # text-aug alone: the primary caption and its augmentations, the data's other captions left out
+    assert all(after[k].captions[0] == before[k].caption and len(after[k].captions) > 1 for k in before)
+    assert all(not set(before[k].captions[1:]) & set(after[k].captions) for k in before)
     assert sorted(read_manifest(out).key) == sorted(before)
     assert training_overrides(out)["text_noise_sigma"] == 0.15
 

@@ -1,61 +1,155 @@
-"""tradeoff: a tiny end-to-end run on synthetic shapes writes the table, the markdown and the plot."""
+"""tradeoff and the removal curve on tiny synthetic shapes: removal from the pairs a run trains on, a
+ranking that knows the swaps beating random removal, checks before any training, resume after a kill."""
 
+import importlib
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
+import cli
 import mitigation
 from dataio.errors import UsageError
 from dataio.reader import open_dataset
+from mitigation.removal_curve import removal_curve
 from mitigation.tradeoff import parse_strategy_list
+from mitigation.tradeoff_setup import EVAL_FRAC, EVAL_MAX, make_experiment
+from mitigation.tradeoff_stats import compare, verdict
+from train.data import load_table
 
-STRATEGIES = "baseline,text-aug,text-noise:sigma=0.3,remove:by=random:count=5"
+# `mitigation.tradeoff` is also the function the package exports: reach the modules themselves.
+tradeoff_module = importlib.import_module("mitigation.tradeoff")
+curve_module = importlib.import_module("mitigation.removal_curve")
+TINY = dict(seeds=1, epochs=1, batch_size=32, progress=False)
 
 
-def _scores_for(data, path):
-    """A scores table like flag's, for remove:by=random (its other columns are not read here)."""
-    keys = sorted(s.key for s in open_dataset(data).samples())
-    frame = pd.DataFrame({"key": keys, "random": [(i * 7919 % 101) / 101 for i in range(len(keys))]})
-    for column in ("score", "clipmem", "clipscore", "csl"):
+def write_scores(data, path):
+    """A scores table like flag's whose `clipmem` column ranks the injected swaps first (ties broken at random)."""
+    samples = list(open_dataset(data).samples(verify_images=False))
+    rng = np.random.default_rng(0)
+    injected = np.array([bool(s.meta.get("injected")) for s in samples], dtype=float)
+    frame = pd.DataFrame({"key": [s.key for s in samples], "clipmem": injected + 0.5 * rng.random(len(samples)),
+                          "random": rng.random(len(samples))})
+    for column in ("clipscore", "csl", "rank_combined"):
         frame[column] = frame["random"]
     frame.to_parquet(path, index=False)
-    return frame
+    return frame.set_index("key"), {s.key for s in samples if s.meta.get("injected")}
 
 
-def test_tiny_tradeoff_writes_table_markdown_plot_and_configs(make_synthetic, tmp_path):
-    data = make_synthetic(n=240, fmt="webdataset", inject=0.1, seed=12)
-    scores = _scores_for(data, tmp_path / "scores.parquet")
-    out = tmp_path / "tradeoff"
-    result = mitigation.tradeoff(data, STRATEGIES, out, seeds=2, epochs=1, batch_size=32,
-                                 scores=tmp_path / "scores.parquet", progress=False)
-    assert result.paths["csv"] == out / "tradeoff.csv" and len(result.rows) == 4 * 2
-    table = pd.read_csv(out / "tradeoff.csv")
-    assert len(table) == 4 * 2
-    assert list(dict.fromkeys(table["strategy"])) == STRATEGIES.split(",")
-    for column in ("memorization", "linear_probe_acc", "zeroshot_words_acc", "i2t_r1_caption", "i2t_r5_caption"):
-        assert table[column].notna().all(), column
+@pytest.fixture(scope="module")
+def shapes(make_synthetic):
+    return make_synthetic(n=240, fmt="webdataset", inject=0.1, seed=12)
+
+
+def test_removal_takes_the_requested_pairs_from_the_subsample_it_trains_on(shapes, tmp_path):
+    scores, injected = write_scores(shapes, tmp_path / "scores.parquet")
+    out = tmp_path / "t"
+    result = mitigation.tradeoff(shapes, "baseline,remove:by=clipmem:count=9", out, samples=150,
+                                 scores=tmp_path / "scores.parquet", **TINY)
+    experiment = make_experiment(load_table(shapes, progress=False), 150, EVAL_MAX, EVAL_FRAC, None, 5)
+    trained_on = set(experiment.training_keys)
+    removed = json.loads((out / "configs" / "remove_by-clipmem_count-9_seed0.json").read_text())["removed_keys"]
+    assert len(removed) == 9 and set(removed) <= trained_on and len(trained_on) < 150
+    # the top 9 of THOSE keys, not of the whole dataset (whose top 9 mostly lie outside the subsample)
+    assert removed == list(scores.loc[sorted(trained_on), "clipmem"].sort_values(ascending=False).index[:9])
+    assert set(scores["clipmem"].nlargest(9).index) != set(removed)
+    row = next(r for r in result.rows if r["strategy"] == "remove:by=clipmem:count=9")
+    assert row["removed"] == 9 and row["removed_injected"] == len(set(removed) & injected) > 0
+    candidates = set(experiment.plan.scored)
+    assert row["candidates_scored"] == len(candidates - set(removed)) < row["candidates_total"] == len(candidates)
+    f_keys = set(experiment.plan.models[0].train_keys)
+    assert row["train_pairs_f"] == len(f_keys - set(removed))
     markdown = (out / "tradeoff.md").read_text()
-    assert "Pareto front" in markdown and all(name in markdown for name in STRATEGIES.split(","))
+    assert f"| 9 ({row['removed_injected']}) | {row['candidates_scored']} of {row['candidates_total']} |" in markdown
+    assert "## Verdict" in markdown and "n/a (1 seed)" in markdown
     assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    configs = {p.name: json.loads(p.read_text()) for p in (out / "configs").glob("*.json")}
-    assert len(configs) == 8
-    noise = configs["text-noise_sigma-0.3_seed0.json"]["training"]
-    assert noise["text_noise_sigma"] == 0.3 and not noise["caption_sampling"]
-    assert configs["text-aug_seed1.json"]["training"]["caption_sampling"] is True
-    # remove ran through the real mitigation: its copy lacks exactly the five top-ranked keys
-    manifest = pd.read_parquet(out / "data" / "remove_by-random_count-5" / "manifest.parquet")
-    assert set(manifest.loc[manifest["action"] == "removed", "key"]) == set(scores.nlargest(5, "random")["key"])
+
+def test_removing_the_swaps_beats_removing_as_many_at_random(make_synthetic, tmp_path):
+    data = make_synthetic(n=400, fmt="webdataset", inject=0.3, seed=1)
+    write_scores(data, tmp_path / "scores.parquet")
+    result = removal_curve(data, tmp_path / "curve", counts=[100], rankings=["clipmem", "random"], epochs=8,
+                           batch_size=32, eval_frac=0.25, scores=tmp_path / "scores.parquet", progress=False)
+    by = {row["ranking"]: row for row in result.rows}
+    assert by["clipmem"]["removed_injected"] >= 90 > by["random"]["removed_injected"]
+    # R@5 on the ~66 clean evaluation pairs, swaps-first minus random, measured on 2 busy cores over data seeds
+    # 1-4 and training seeds 0-2 (7 runs): +0.44 (this one), +0.30, +0.23, +0.38, +0.24, +0.37, +0.25. The linear
+    # probe does not separate them (image features barely feel caption noise here); at 4 epochs R@5 did not either.
+    assert by["clipmem"]["i2t_r5_caption"] > by["random"]["i2t_r5_caption"] + 0.15
+    table = pd.read_csv(tmp_path / "curve" / "removal_curve.csv")
+    assert set(table["ranking"]) == {"clipmem", "random"} and "removed_injected_share" in table
+    assert (tmp_path / "curve" / "removal_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("text, message", [("", "empty"), ("remove:count", "name=value")])
+@pytest.mark.parametrize("arguments, message", [
+    (["--strategies", "baseline,bogus"], "unknown strategy bogus"),
+    (["--strategies", "baseline,remove:bogus=1"], "unknown strategy option bogus"),
+    (["--strategies", "text-noise:count=3"], "--count belongs to remove"),
+    (["--strategies", "text-noise:sigma=5"], "--sigma"),
+    (["--strategies", "baseline,remove", "--scores", "/no/such/scores.parquet"], "no scores file"),
+    (["--curve", "--scores", "/no/such/scores.parquet"], "no scores file"),
+    (["--curve", "--curve-rankings", "loss"], "unknown ranking"),
+])
+def test_a_mistake_fails_in_one_line_before_any_training(shapes, tmp_path, capsys, monkeypatch, arguments, message):
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the mistake was caught")
+
+    monkeypatch.setattr(tradeoff_module, "train_clip", no_training)
+    monkeypatch.setattr(curve_module, "train_clip", no_training)
+    out = tmp_path / "out"
+    code = cli.main(["tradeoff", "--data", str(shapes), "--out", str(out), "--no-progress", *arguments])
+    error = capsys.readouterr().err
+    assert code == 2 and message in error and error.count("\n") == 1
+    assert not out.exists()
+
+
+def test_an_interrupted_tradeoff_resumes_without_redoing_finished_runs(shapes, tmp_path, monkeypatch):
+    trained, interrupted = [], []
+    real_train = tradeoff_module.train_clip
+
+    def counting(table, keys, config, **kwargs):
+        trained.append(config.text_noise_sigma)
+        if config.text_noise_sigma == 0.3 and not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt  # killed during the third strategy's first model
+        return real_train(table, keys, config, **kwargs)
+
+    monkeypatch.setattr(tradeoff_module, "train_clip", counting)
+    strategies, out = "baseline,text-noise:sigma=0.1,text-noise:sigma=0.3", tmp_path / "t"
+    with pytest.raises(KeyboardInterrupt):
+        mitigation.tradeoff(shapes, strategies, out, samples=100, **TINY)
+    assert list(pd.read_csv(out / "tradeoff.csv")["strategy"]) == ["baseline", "text-noise:sigma=0.1"]
+    trained.clear()
+    result = mitigation.tradeoff(shapes, strategies, out, samples=100, **TINY)
+    assert trained == [0.3, 0.3]  # f and g of the unfinished strategy only
+    assert [r["strategy"] for r in result.rows] == strategies.split(",")
+    assert len(pd.read_csv(out / "tradeoff.csv")) == 3
+
+
+def test_paired_comparison_is_a_paired_t_test_over_seeds():
+    base, noisy = [0.50, 0.55, 0.47, 0.52], [0.46, 0.50, 0.45, 0.47]
+    rows = [{"strategy": s, "seed": k, "linear_probe_acc": v} for s, values in (("baseline", base), ("noise", noisy))
+            for k, v in enumerate(values)]
+    c = compare(rows, "noise", "linear_probe_acc")
+    diffs = np.subtract(noisy, base)
+    assert c.mean == pytest.approx(diffs.mean()) and c.p == pytest.approx(stats.ttest_rel(noisy, base).pvalue)
+    half = stats.t.ppf(0.975, 3) * diffs.std(ddof=1) / 2
+    assert (c.low, c.high) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    # the baseline moves about 0.06 between seeds: a significant -0.04 is still within that noise
+    assert c.significant and c.noise_floor > 0.04 and c.beyond_noise is False
+    assert "within noise for noise" in " ".join(verdict(rows))
+
+
+@pytest.mark.parametrize("text, message", [("", "empty"), ("remove:count", "name=value"), ("shuffle", "unknown strategy"),
+                                           ("baseline:seed=1", "no options"), ("baseline,baseline", "twice")])
 def test_bad_strategy_lists_are_usage_errors(text, message):
     with pytest.raises(UsageError, match=message):
         parse_strategy_list(text)
 
 
 def test_strategy_options_are_parsed_with_types():
-    specs = parse_strategy_list("baseline,remove:by=random:count=100,text-noise:sigma=0.3")
-    assert [s.names for s in specs] == [[], ["remove"], ["text-noise"]]
+    specs = parse_strategy_list("baseline,remove:by=random:count=100,text-noise:sigma=0.3,multi-caption+text-aug")
+    assert [s.names for s in specs] == [[], ["remove"], ["text-noise"], ["multi-caption", "text-aug"]]
     assert specs[1].options == {"by": "random", "count": 100} and specs[2].options == {"sigma": 0.3}

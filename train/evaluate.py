@@ -129,25 +129,48 @@ def zero_shot_accuracy(image_features: torch.Tensor, labels: list, class_feature
     return float(np.mean([classes[p] == label for p, label in zip(predicted, labels)]))
 
 
-def linear_probe_accuracy(features: torch.Tensor, labels: list, keys: list, seed: int = 0) -> float | None:
-    """Logistic regression on frozen features, 2-fold by a stable hash of the key; None if a fold lacks 2 classes."""
+def linear_probe_accuracy(features: torch.Tensor, labels: list, keys: list, seed: int = 0,
+                          folds: int = 2) -> float | None:
+    """Logistic regression on frozen features, cross-validated over `folds` folds by a stable hash of the key;
+    None if a training side lacks 2 classes. A key's fold depends only on (key, seed, folds), so every model
+    evaluated on the same keys is probed on the same folds."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    _, fold_b = split_heldout(keys, frac=0.5, seed=seed + 7919)
-    in_b = np.isin(np.array(keys, dtype=object), np.array(fold_b, dtype=object))
+    if folds < 2:
+        raise ValueError(f"a cross-validated probe needs at least 2 folds, got {folds}")
+    fold = _hash_folds(keys, folds, seed + 7919)
     x, y = features.numpy(), np.array([str(label) for label in labels], dtype=object)
     correct, total = 0, 0
-    for train_mask in (~in_b, in_b):
-        test_mask = ~train_mask
-        if len(set(y[train_mask])) < 2 or not test_mask.any():
+    for held in range(folds):
+        test_mask = fold == held
+        train_mask = ~test_mask
+        if not test_mask.any():
+            continue
+        if len(set(y[train_mask])) < 2:
             return None
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
         probe.fit(x[train_mask], y[train_mask])
         correct += int((probe.predict(x[test_mask]) == y[test_mask]).sum())
         total += int(test_mask.sum())
-    return correct / total
+    return correct / total if total else None
+
+
+def _hash_folds(keys: list, folds: int, seed: int) -> np.ndarray:
+    """Fold number per key: the key's stable hash (train.data.split_heldout's) cut into `folds` equal ranges.
+
+    >>> fold = _hash_folds([f"k{i}" for i in range(1000)], 5, seed=0)
+    >>> sorted(set(fold.tolist())), bool(abs((fold == 0).mean() - 0.2) < 0.05)
+    ([0, 1, 2, 3, 4], True)
+    """
+    fold = np.full(len(keys), folds - 1)
+    names = np.array(keys, dtype=object)
+    # From the top range down: a key whose hash is below j/folds ends in fold j-1 or lower.
+    for upper in range(folds - 1, 0, -1):
+        _, below = split_heldout(keys, frac=upper / folds, seed=seed)
+        fold[np.isin(names, np.array(below, dtype=object))] = upper - 1
+    return fold
 
 
 def evaluate(model, tokenizer, table: Table, keys: list, label_field: str = "category",
