@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (default: DATA.clipmem next to the data)")
     parser.add_argument("--method", default=DEFAULT_RANKING, choices=list(RANKINGS) + list(ALIASES),
                         help="ranking that decides what is flagged; every score is computed and reported anyway "
-                             "('default' is an alias of combined)")
+                             f"('default' is an alias of {DEFAULT_RANKING})")
     parser.add_argument("--protocol", default="kfold", choices=list(PROTOCOLS),
                         help="kfold: K trainings score every key; paper: f/g on S_S+S_C / S_S+S_I, scores S_C")
     parser.add_argument("--folds", type=int, default=4, help="K for the kfold protocol")

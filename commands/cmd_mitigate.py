@@ -17,7 +17,7 @@ import dataclasses
 import shlex
 import sys
 
-from curate.rankings import ALIASES, RANKINGS
+from curate.rankings import ALIASES, DEFAULT_RANKING, RANKINGS
 from mitigation.base import Options
 from mitigation.strategies import (
     GENERAL_OPTIONS,
@@ -51,9 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     remove.add_argument("--threshold", type=float, metavar="T",
                         help="remove samples scoring at least T (at most T for --by clipscore)")
     remove.add_argument("--by", default=DEFAULTS.by, choices=list(RANKINGS) + list(ALIASES),
-                        help="ranking, as flag --method names them: combined (flag's default), clipmem, clipscore "
-                             "(lowest alignment removed first), csl (cumulative sample loss), random; "
-                             "'default' is an alias of combined (default: combined)")
+                        help="ranking, as flag --method names them: combined-neighbour (flag's default), combined, "
+                             "clipmem, clipscore (lowest alignment removed first), csl (cumulative sample loss), "
+                             "neighbour, random; "
+                             f"'default' is an alias of {DEFAULT_RANKING} (default: {DEFAULT_RANKING})")
     remove.add_argument("--scores", metavar="PATH", help="the flag command's scores table (default: DIR.clipmem/scores.parquet)")
 
     text_aug = parser.add_argument_group("text-aug")

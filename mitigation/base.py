@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from curate.rankings import DEFAULT_RANKING
 from dataio.reader import Sample
 from dataio.recipe import RECIPE_VERSION, TRAINING_DEFAULTS
 from dataio.writer import Decision, Keep, Remove
@@ -38,7 +39,7 @@ class Options:
     caption_fields: tuple = ()
     min_captions: int = 0
     scores: Optional[str] = None
-    by: str = "combined"
+    by: str = DEFAULT_RANKING
     count: Optional[int] = None
     frac: Optional[float] = None
     threshold: Optional[float] = None

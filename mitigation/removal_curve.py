@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from curate.rankings import RANKINGS, resolve_ranking  # noqa: E402
+from curate.rankings import DEFAULT_RANKING, RANKINGS, resolve_ranking  # noqa: E402
 from dataio.atomic import atomic_write  # noqa: E402
 from dataio.errors import UsageError  # noqa: E402
 from dataio.paths import tradeoff_folder  # noqa: E402
@@ -35,7 +35,7 @@ from train.config import TrainConfig  # noqa: E402
 from train.loop import train_clip  # noqa: E402
 
 DEFAULT_COUNTS = (0, 50, 100, 200, 400, 800, 1600)
-DEFAULT_RANKINGS = ("combined", "clipmem", "clipscore", "random")
+DEFAULT_RANKINGS = (DEFAULT_RANKING, "clipmem", "clipscore", "random")
 NO_RANKING = "none"  # the count-0 point: nothing removed, so no ranking applies
 # Panels of removal_curve.png: metric -> axis label.
 PLOT_UTILITY = {"linear_probe_acc": "linear probe, evaluation split", "downstream_probe_acc": "downstream probe",

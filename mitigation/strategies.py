@@ -49,7 +49,8 @@ STRATEGIES = {
         Strategy("multi-caption", gather_captions, ("caption_fields", "min_captions", "seed"),
                  "all captions the data has per image (captions, title, description, keywords, --caption-fields)"),
         Strategy("text-aug", augment_text, ("n_aug", "seed", "paraphrase_model", "paraphrase_n", "paraphrase_prefix"),
-                 "--n-aug EDA augmentations per caption (optionally paraphrases) added to the json captions"),
+                 "the primary caption plus --n-aug EDA variants of it (optionally paraphrases); after multi-caption, "
+                 "added to the captions it gathered"),
         Strategy("text-noise", add_text_noise, ("sigma",),
                  "training-time Gaussian noise on text embeddings (--sigma); data unchanged"),
         Strategy("image-aug", augment_images, (),

@@ -31,7 +31,7 @@ def write_scores(data_dir, keys, path=None) -> pd.DataFrame:
     """Distinct known scores per column, each column ranking the keys differently."""
     rng = random.Random(0)
     columns = {}
-    for name in ("rank_combined", "clipmem", "clipscore", "csl", "random"):
+    for name in ("rank_combined", "rank_combined-neighbour", "clipmem", "clipscore", "csl", "random"):
         values = [round(v / len(keys), 4) for v in range(len(keys))]
         rng.shuffle(values)
         columns[name] = values
@@ -64,7 +64,7 @@ def expected_top(scores, column, k=None, threshold=None, ascending=False) -> set
     return {key for _, key in pairs[:k]}
 
 
-@pytest.mark.parametrize("by,column", [("combined", "rank_combined"), ("default", "rank_combined"), ("clipmem", "clipmem"), ("csl", "csl"), ("random", "random")])
+@pytest.mark.parametrize("by,column", [("combined", "rank_combined"), ("default", "rank_combined-neighbour"), ("combined-neighbour", "rank_combined-neighbour"), ("clipmem", "clipmem"), ("csl", "csl"), ("random", "random")])
 def test_count_removes_the_highest_scores_of_the_chosen_column(data, scores, tmp_path, by, column):
     result = run_remove(data, tmp_path, count=5, by=by)
     assert removed_keys(result.path) == expected_top(scores, column, k=5)
@@ -105,7 +105,7 @@ def test_manifest_adds_up_and_says_why(data, scores, tmp_path):
 def test_scores_path_can_be_given(data, scores, tmp_path):
     elsewhere = tmp_path / "elsewhere.parquet"
     other = write_scores(data, input_keys(data), path=elsewhere)
-    other["rank_combined"] = [1.0 if i == 7 else 0.0 for i in range(N)]
+    other["rank_combined-neighbour"] = [1.0 if i == 7 else 0.0 for i in range(N)]
     other.to_parquet(elsewhere)
     result = run_remove(data, tmp_path, count=1, scores=str(elsewhere))
     assert removed_keys(result.path) == {other.key[7]}
@@ -144,6 +144,6 @@ def test_remove_combines_with_text_aug_and_runs_first(data, scores, tmp_path):
     result = mitigate(data, "text-aug,remove", progress=False, count=3, n_aug=1)
     assert result.path.name == "shapes.text-aug+remove"
     assert result.counts["removed"] == 3 and result.counts["changed"] == N - 3
-    assert removed_keys(result.path) == expected_top(scores, "rank_combined", k=3)
+    assert removed_keys(result.path) == expected_top(scores, "rank_combined-neighbour", k=3)
     assert [s["name"] for s in result.recipe["strategies"]] == ["remove", "text-aug"]
     assert result.recipe["strategies"][1]["stats"]["captions_added"] == N - 3

@@ -32,7 +32,7 @@ def write_scores(data, path):
     injected = np.array([bool(s.meta.get("injected")) for s in samples], dtype=float)
     frame = pd.DataFrame({"key": [s.key for s in samples], "clipmem": injected + 0.5 * rng.random(len(samples)),
                           "random": rng.random(len(samples))})
-    for column in ("clipscore", "csl", "rank_combined"):
+    for column in ("clipscore", "csl", "rank_combined", "rank_combined-neighbour"):
         frame[column] = frame["random"]
     frame.to_parquet(path, index=False)
     return frame.set_index("key"), {s.key for s in samples if s.meta.get("injected")}
