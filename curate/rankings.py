@@ -130,7 +130,7 @@ def resolve_ranking(name: str) -> str:
     """The registry name for `name` (aliases resolved); UsageError naming the choices otherwise.
 
     >>> resolve_ranking("default"), resolve_ranking("csl")
-    ('combined', 'csl')
+    ('combined-neighbour', 'csl')
     """
     name = ALIASES.get(name, name)
     if name not in RANKINGS:
