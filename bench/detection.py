@@ -6,7 +6,7 @@ then `curate.flag` scores it. For every ranking: AUROC, AUPRC and precision at t
 AUROC in the unique-caption stratum. Cells: the four noise types at 10 %, cross-category and
 within-category also at 5 % and 40 %.
 
-    python bench/detection.py [--subset 3000] [--epochs 10] [--folds 4] [--work /tmp/clipmem-bench-detection]
+    python bench/detection.py [--subset 2000] [--epochs 8] [--folds 4] [--work /tmp/clipmem-bench-detection]
 
 Writes WORK/detection.json (every figure) and WORK/detection.md (the table the README quotes).
 """
@@ -56,6 +56,15 @@ def noisy_copy(clean: Path, out: Path, keys: set, noise: str, rate: float, seed:
     return out
 
 
+def clean_build(given, work: Path, seed: int) -> Path:
+    """The clean laion_subset every cell starts from: the one given, or built once into WORK/clean."""
+    work.mkdir(parents=True, exist_ok=True)
+    clean = Path(given) if given else work / "clean"
+    if not clean.exists():
+        build_demo(clean, inject_swaps=0.0, source="openclipart", seed=seed)
+    return clean
+
+
 def subset_keys(clean: Path, count: int, seed: int) -> set:
     import numpy as np
 
@@ -92,18 +101,15 @@ def markdown(results: list) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clean", help="a clean laion_subset build (default: built into WORK/clean)")
-    parser.add_argument("--subset", type=int, default=3000, help="pairs per cell (a fixed random subset)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--subset", type=int, default=2000, help="pairs per cell (a fixed random subset)")
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="/tmp/clipmem-bench-detection")
     parser.add_argument("--cells", default="", help="only these cells, e.g. cross-category:0.1,boilerplate:0.1")
     args = parser.parse_args()
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    clean = Path(args.clean) if args.clean else work / "clean"
-    if not clean.exists():
-        build_demo(clean, inject_swaps=0.0, source="openclipart", seed=args.seed)
+    clean = clean_build(args.clean, work, args.seed)
     keys = subset_keys(clean, args.subset, args.seed)
     wanted = [(n, float(r)) for n, r in (c.split(":") for c in args.cells.split(",") if c)] or CELLS
     results_path = work / "detection.json"

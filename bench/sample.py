@@ -27,10 +27,9 @@ from curate.detection import detection_metrics  # noqa: E402
 from curate.rankings import DEFAULT_RANKING  # noqa: E402
 from dataio.atomic import write_json, write_text  # noqa: E402
 from dataio.reader import open_dataset  # noqa: E402
-from demo.build import build_demo  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from detection import noisy_copy  # noqa: E402
+from detection import clean_build, noisy_copy  # noqa: E402
 
 RATE = 0.05
 
@@ -57,10 +56,7 @@ def main() -> None:
                                             "(its wall time is its summary's load + train + score seconds)")
     args = parser.parse_args()
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    clean = Path(args.clean) if args.clean else work / "clean"
-    if not clean.exists():
-        build_demo(clean, inject_swaps=0.0, source="openclipart", seed=args.seed)
+    clean = clean_build(args.clean, work, args.seed)
     keys = {s.key for s in open_dataset(clean).samples(verify_images=False)}
     data = noisy_copy(clean, work / "laion_5pct", keys, "cross-category", RATE, args.seed)
     settings = {"epochs": args.epochs, "folds": args.folds, "seed": args.seed}
