@@ -131,7 +131,10 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
     frame = flagging.build_scores_table(table, plan.scored, measures, memorization.cumulative_losses(csl, plan),
                                         method, seed, cosine)
     frame["scored_by"] = sampling.SCORED_IN_SAMPLE
+    # What the ranking rested on where it was computed: pairs scored by inference carry its distilled copy.
+    method_used = inputs_used(method, frame)
     if sample is not None:
+        method_used += f"; {sampling.SCORED_BY_INFERENCE} pairs: distilled from it"
         frame = sampling.with_pool_statistics(frame, pool)
         inferred = sampling.score_shards(dataset, pool, table, models, plan, frame,
                                          sampling.sample_references(per_model, plan), out, views, form, seed, world,
@@ -140,7 +143,6 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
         frame = pd.concat([frame, inferred], ignore_index=True)
     frame["flagged"] = flagging.select_flagged(frame, top_frac, threshold)
     frame["reasons"] = flagging.reasons(frame)
-    method_used = inputs_used(method, frame)
     if progress and " only (" in method_used:
         print(f"note: ranking by {method_used}", file=sys.stderr)
     timings["score_s"] = round(time.time() - started, 1)
