@@ -113,7 +113,7 @@ def flag(data, out=None, *, method: str = DEFAULT_RANKING, protocol: str = "kfol
         plan = kfold_plan(table.keys, folds, seed) if protocol == "kfold" else paper_plan(table.keys, seed)
         config = TrainConfig(model=model, pretrained=init_from, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
         models, csl, train_seconds = train_reference_models(table, plan, config, models_folder, progress)
-        if sample is not None and world.is_main:
+        if world.is_main:
             sampling.save_sample_size(models_folder, sample)
     timings["train_s"] = round(time.time() - started, 1)
 

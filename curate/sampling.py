@@ -25,6 +25,7 @@ Example (the predictor alone, on hand-made features):
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -92,9 +93,14 @@ def with_pool_statistics(frame: pd.DataFrame, pool: PoolIndex) -> pd.DataFrame:
 SAMPLE_FILE = "sample.json"
 
 
-def save_sample_size(models_folder: Path, size: int) -> None:
-    """Beside the saved models: `--reuse` then knows to score the rest of the pool by inference again."""
-    write_text(models_folder / SAMPLE_FILE, json.dumps({"sample": size}))
+def save_sample_size(models_folder: Path, size: int | None) -> None:
+    """Beside the saved models: `--reuse` then knows to score the rest of the pool by inference again (and,
+    for models trained on the whole pool, that it must not)."""
+    path = models_folder / SAMPLE_FILE
+    if size is None:
+        path.unlink(missing_ok=True)
+    else:
+        write_text(path, json.dumps({"sample": size}))
 
 
 def saved_sample_size(models_folder: Path) -> int | None:
@@ -145,7 +151,9 @@ def score_shards(dataset: Dataset, pool: PoolIndex, sample_table, models: list, 
 
     sample_table: the sample's train.data Table, which holds the models' negative captions."""
     folder = out / SHARD_SCORES
-    folder.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        _forget_other_runs(folder, _run_fingerprint(sample_frame, views, form, seed))
+    barrier(world)
     in_sample = set(sample_table.keys)
     negatives = sorted({key for m in plan.models for key in m.negative_keys})
     negative_table = sample_table.subset(negatives)
@@ -160,6 +168,28 @@ def score_shards(dataset: Dataset, pool: PoolIndex, sample_table, models: list, 
     barrier(world)
     parts = [pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+FINGERPRINT_FILE = "run.json"
+
+
+def _run_fingerprint(sample_frame: pd.DataFrame, views: int, form: str, seed: int) -> str:
+    """What a shard's scores depend on: the models and the ranking (both show in the sample's scores) and the
+    scoring settings. A shard file is reused only by a run with the same fingerprint."""
+    digest = hashlib.sha256(repr((views, form, seed)).encode())
+    digest.update(pd.util.hash_pandas_object(sample_frame[["key", "score"]], index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _forget_other_runs(folder: Path, fingerprint: str) -> None:
+    """Shard files from a run with other models or settings would be stale: remove them before scoring."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / FINGERPRINT_FILE
+    if marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint:
+        return
+    for stale in folder.glob("*.parquet"):
+        stale.unlink()
+    write_text(marker, json.dumps({"fingerprint": fingerprint}))
 
 
 def _score_shard(dataset: Dataset, shard: str, keys: list, negative_table, pool: PoolIndex, models: list, plan,

@@ -84,6 +84,12 @@ def test_a_killed_run_resumes_without_retraining_and_redoes_only_unfinished_shar
     assert all(after[name] == before[name] for name in before if name != missing)
     pd.testing.assert_frame_equal(again.scores[["key", "score"]], reference.scores[["key", "score"]], rtol=1e-5)
 
+    # Other models (here: another number of epochs) make every saved shard stale: all are scored again.
+    other = curate.flag(data, out, **{**settings, "epochs": 2})
+    assert all(mtime != after[name] for name, mtime in _shard_files(out).items())
+    fresh = curate.flag(data, tmp_path / "fresh", **{**settings, "epochs": 2})
+    pd.testing.assert_frame_equal(other.scores[["key", "score"]], fresh.scores[["key", "score"]], rtol=1e-5)
+
 
 def test_two_torchrun_processes_score_the_pool_as_one_does(make_synthetic, tmp_path):
     data = make_synthetic(n=240, fmt="webdataset", inject=0.1, seed=12)
