@@ -4,6 +4,7 @@
     python cli.py mitigate --strategy remove,text-aug --frac 0.01 --n-aug 4 --data laion_subset
     python cli.py mitigate --strategy multi-caption --min-captions 5 --expand
     python cli.py mitigate --strategy text-noise --sigma 0.15
+    torchrun --nproc_per_node 4 cli.py mitigate --strategy remove --count 100   # 4 processes, one result
 
 The output (DIR.S, S the strategies joined by '+') is in the input's format, with manifest.parquet
 (every input key: kept / changed / removed / unreadable, and why) and mitigation.json (the recipe;
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import sys
 
@@ -86,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     command = "python cli.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["mitigate"] else ""
     result = mitigate(args.data, args.strategy, args.out, overwrite=args.overwrite, expand=args.expand,
                       progress=args.progress, command=command, **options)
-    print(report(result))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one report
+        print(report(result))
     return 0
 
 

@@ -89,38 +89,76 @@ def write_dataset(
 
     `extra_files` maps file names to bytes written beside the shards (a recipe, a README).
     `verify_images=False` skips decoding each image: faster, but a corrupt image is copied as it is.
+    Several processes can share the work: `start_output`, `write_shards` (each its own shards) and
+    `finish_output` are the three parts of this function (mitigation.parallel runs them under torchrun).
     """
+    started = time.time()
+    staging = start_output(dataset, out, overwrite)
+    try:
+        written = write_shards(dataset, dataset.shards, staging, decide, verify_images, progress,
+                               out_name=Path(out).name)
+        return finish_output(staging, out, written, extra_files, started)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@dataclass
+class ShardsWritten:
+    """What `write_shards` wrote: manifest rows per shard, in the order the shards were given."""
+
+    rows_by_shard: dict = field(default_factory=dict)
+
+    def rows(self) -> list:
+        return [row for rows in self.rows_by_shard.values() for row in rows]
+
+
+def check_output(dataset: Dataset, out: Union[str, Path], overwrite: bool) -> Path:
     out = Path(out)
     if out.resolve() == dataset.path.resolve():
         raise UsageError(f"{out}: the output folder must differ from the input folder")
     if out.exists() and not overwrite:
         raise UsageError(f"{out}: already exists; remove it or pass --overwrite")
-    started = time.time()
-    staging = temporary_name(out)
+    return out
+
+
+def start_output(dataset: Dataset, out: Union[str, Path], overwrite: bool = False,
+                 staging: Optional[Path] = None) -> Path:
+    """An empty staging folder beside `out` (a hidden temporary name unless given), after checking `out`."""
+    out = check_output(dataset, out, overwrite)
+    staging = Path(staging) if staging is not None else temporary_name(out)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    rows: list = []
-    shard_counts: dict = {}
-    seen_keys: dict = {}
-    try:
-        bar = tqdm(dataset.shards, desc=f"writing {out.name}", unit="shard", disable=not progress)
-        for shard in bar:
-            shard_rows = _write_shard(dataset, shard, staging, decide, verify_images, seen_keys)
-            shard_counts[shard] = manifest_io.count_actions(shard_rows)
-            rows += shard_rows
-        manifest_path = manifest_io.write_manifest(rows, staging)
-        for name, data in (extra_files or {}).items():
-            (staging / name).write_bytes(data)
-        _replace_folder(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    return staging
+
+
+def write_shards(dataset: Dataset, shards: list, staging: Path, decide, verify_images: bool = True,
+                 progress: bool = True, seen_keys: Optional[dict] = None, out_name: str = "") -> ShardsWritten:
+    """Write `shards` (a subset of the dataset's, or all) into `staging`. A key seen in an earlier shard
+    of this call (or in `seen_keys`, key -> shard) is a duplicate: unreadable, not written again."""
+    seen_keys = {} if seen_keys is None else seen_keys
+    written = ShardsWritten()
+    bar = tqdm(shards, desc=f"writing {out_name or staging.name}", unit="shard", disable=not progress)
+    for shard in bar:
+        written.rows_by_shard[shard] = _write_shard(dataset, shard, staging, decide, verify_images, seen_keys)
+    return written
+
+
+def finish_output(staging: Path, out: Union[str, Path], written: ShardsWritten, extra_files: Optional[dict] = None,
+                  started: Optional[float] = None) -> WriteResult:
+    """The manifest and extra files into `staging`, then `staging` renamed over `out`."""
+    out = Path(out)
+    rows = written.rows()
+    manifest_path = manifest_io.write_manifest(rows, staging)
+    for name, data in (extra_files or {}).items():
+        (staging / name).write_bytes(data)
+    _replace_folder(staging, out)
     return WriteResult(
         path=out,
         counts=manifest_io.count_actions(rows),
         manifest_path=out / manifest_path.name,
-        seconds=time.time() - started,
-        shard_counts=shard_counts,
+        seconds=time.time() - (started if started is not None else time.time()),
+        shard_counts={shard: manifest_io.count_actions(r) for shard, r in written.rows_by_shard.items()},
     )
 
 

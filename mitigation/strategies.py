@@ -24,13 +24,14 @@ from dataio.errors import UsageError
 from dataio.export import KEPT_KEYS_NAME, KeptKeys, write_kept_keys_npy
 from dataio.paths import mitigated_folder
 from dataio.reader import open_dataset
-from dataio.writer import write_dataset
 from mitigation.base import Options, Step, build_recipe, combine
 from mitigation.expand import EXPANDED_SUFFIX, ExpandResult, expand_captions
 from mitigation.multi_caption import gather_captions
+from mitigation.parallel import write_on_ranks
 from mitigation.remove import remove_top_scored
 from mitigation.text_aug import augment_text
 from mitigation.training_time import add_text_noise, augment_images
+from train.distributed import barrier, init_distributed
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ def mitigate(data, strategies, out=None, *, overwrite: bool = False, expand: boo
     OUT.expanded/: a webdataset with one record per caption. Default OUT: DATA.S1+S2 beside the data.
     """
     names = parse_strategies(strategies)
-    options = options_from(options, progress=progress)
+    world = init_distributed("cpu")  # under torchrun each rank writes its share of the shards (gloo)
+    options = options_from(options, progress=progress and world.is_main)
     check_options(names, options)
     dataset = open_dataset(data)
     out = Path(out) if out else mitigated_folder(dataset.path, names)
@@ -127,14 +129,18 @@ def mitigate(data, strategies, out=None, *, overwrite: bool = False, expand: boo
     def recipe(counts=None):
         return build_recipe(steps, dataset.path, dataset.format, out, counts, inherited, command)
 
-    result = write_dataset(dataset, out, combine(steps), overwrite=overwrite, progress=options.progress,
-                           extra_files={recipe_io.RECIPE_NAME: recipe_io.recipe_bytes(recipe())})
+    result = write_on_ranks(dataset, out, combine(steps), world, steps, overwrite=overwrite,
+                            progress=options.progress, extra_files={recipe_io.RECIPE_NAME: recipe_io.recipe_bytes(recipe())})
     # Counts are known only once the write is done; the recipe (and its training section) was there all along.
     counts = {"input": sum(result.counts.values()), **result.counts}
     final = recipe(counts)
-    recipe_path = recipe_io.write_recipe(out, final)
-    kept_keys = write_kept_keys_npy(out, out / KEPT_KEYS_NAME)
-    expanded = expand_captions(out, expanded_out, overwrite=overwrite, progress=options.progress) if expand else None
+    recipe_path, kept_keys, expanded = out / recipe_io.RECIPE_NAME, None, None
+    if world.is_main:
+        recipe_path = recipe_io.write_recipe(out, final)
+        kept_keys = write_kept_keys_npy(out, out / KEPT_KEYS_NAME)
+        if expand:
+            expanded = expand_captions(out, expanded_out, overwrite=overwrite, progress=options.progress)
+    barrier(world)
     return MitigationResult(out, result.counts, result.manifest_path, recipe_path, final, expanded, kept_keys)
 
 

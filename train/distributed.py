@@ -142,6 +142,24 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
+def broadcast_object(value, world: World):
+    """Rank 0's `value` (any picklable object) on every rank."""
+    if not world.distributed:
+        return value
+    holder = [value if world.is_main else None]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gather_objects(value, world: World) -> list:
+    """Every rank's `value` in rank order, on every rank (small objects: counters, names)."""
+    if not world.distributed:
+        return [value]
+    values = [None] * world.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
 def shard(global_batch: torch.Tensor, world: World) -> torch.Tensor:
     """This rank's contiguous share of a global batch whose length divides by the world size."""
     per_rank = len(global_batch) // world.world_size
@@ -157,4 +175,4 @@ def mean_over_ranks(value: float, world: World) -> float:
 
 
 __all__ = ["World", "init_distributed", "wrap_model", "unwrap", "GlobalBatchNorm2d", "convert_global_batchnorm",
-           "gather_rows", "barrier", "shard", "pick_device", "mean_over_ranks"]
+           "gather_rows", "barrier", "broadcast_object", "gather_objects", "shard", "pick_device", "mean_over_ranks"]
