@@ -88,6 +88,7 @@ def detection_report(frame: pd.DataFrame, top_frac: float) -> dict:
     Each ranking's entry adds `auroc_by_caption_repeats` ({"unique", "2-9", "10-99", "100+"}: pairs whose
     caption is on that many images) and, when the table knows noise types, `auroc_by_noise` (each type's
     injected pairs against all clean pairs); a stratum is reported only where it holds both classes.
+    `pairs`: the rows the ranking scores (the others, NaN, are left out, not filled in).
 
     Example:
         >>> frame = pd.DataFrame({"rank_random": [0.9, 0.2, 0.8, 0.1, 0.3, 0.4],
@@ -109,11 +110,16 @@ def detection_report(frame: pd.DataFrame, top_frac: float) -> dict:
         column = f"rank_{name}"
         if column not in frame or frame[column].isna().all():
             continue
-        values = frame[column].fillna(frame[column].min())
-        entry = detection_metrics(values, injected, top_frac)
+        # Only the pairs the ranking scores count: a --sample run has csl and CLIPMem for its sample alone,
+        # and filling the rest with any value would grade the fill, not the ranking.
+        scored = frame[column].notna()
+        values, labels = frame.loc[scored, column], injected[scored]
+        if not 0 < labels.sum() < len(labels):
+            continue
+        entry = {**detection_metrics(values, labels, top_frac), "pairs": int(scored.sum())}
         for key, masks in strata.items():
-            entry[key] = {label: detection_metrics(values[mask], injected[mask], top_frac)["auroc"]
-                          for label, mask in masks.items() if 0 < injected[mask].sum() < mask.sum()}
+            entry[key] = {label: detection_metrics(values[mask[scored]], labels[mask[scored]], top_frac)["auroc"]
+                          for label, mask in masks.items() if 0 < labels[mask[scored]].sum() < mask[scored].sum()}
         report[name] = entry
     return report
 

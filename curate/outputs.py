@@ -85,9 +85,12 @@ def _summary_lines(s: dict) -> list:
         ("mean CLIPMem (raw)", f"{s['means']['clipmem_raw']:.4f}"),
         ("image-side / text-side memorization", f"{s['means']['image_mem']:.4f} / {s['means']['text_mem']:.4f}"),
     ]
+    widest = max((m.get("pairs", 0) for m in s["detection"].values()), default=0)
     for name, metrics in s["detection"].items():
+        subset = f" (the {metrics['pairs']} pairs it scores)" if metrics.get("pairs", widest) < widest else ""
         lines.append((f"detection of injected swaps: {name}",
-                      f"AUROC {metrics['auroc']:.3f}, precision {metrics['precision']:.2f}, recall {metrics['recall']:.2f}"))
+                      f"AUROC {metrics['auroc']:.3f}, precision {metrics['precision']:.2f}, "
+                      f"recall {metrics['recall']:.2f}{subset}"))
     return lines
 
 
