@@ -83,7 +83,8 @@ def _summary_lines(s: dict) -> list:
         ("scored in sample / by inference", f"{s.get('scored_by', {}).get('in-sample', 0)} / "
                                             f"{s.get('scored_by', {}).get('inference', 0)}"),
         ("mean CLIPMem (raw)", f"{s['means']['clipmem_raw']:.4f}"),
-        ("image-side / text-side memorization", f"{s['means']['image_mem']:.4f} / {s['means']['text_mem']:.4f}"),
+        ("image-side / text-side memorization", f"{_side(s['means']['image_mem'], '2+ image views')} / "
+                                                f"{_side(s['means']['text_mem'], '2+ caption views')}"),
     ]
     widest = max((m.get("pairs", 0) for m in s["detection"].values()), default=0)
     for name, metrics in s["detection"].items():
@@ -92,6 +93,11 @@ def _summary_lines(s: dict) -> list:
                       f"AUROC {metrics['auroc']:.3f}, precision {metrics['precision']:.2f}, "
                       f"recall {metrics['recall']:.2f}{subset}"))
     return lines
+
+
+def _side(value: float, needs: str) -> str:
+    """Agreement between views is undefined with one view: say what it needs rather than print nan."""
+    return f"n/a (needs {needs})" if value != value else f"{value:.4f}"
 
 
 def format_console_summary(s: dict, out: Path) -> str:
