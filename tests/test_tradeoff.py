@@ -153,3 +153,15 @@ def test_strategy_options_are_parsed_with_types():
     specs = parse_strategy_list("baseline,remove:by=random:count=100,text-noise:sigma=0.3,multi-caption+text-aug")
     assert [s.names for s in specs] == [[], ["remove"], ["text-noise"], ["multi-caption", "text-aug"]]
     assert specs[1].options == {"by": "random", "count": 100} and specs[2].options == {"sigma": 0.3}
+
+
+def test_a_strategy_that_costs_retrieval_is_not_recommended_as_free():
+    # "noise" lowers memorization most but loses R@5 beyond noise; "multi" lowers it less at no cost
+    table = {"baseline": ((0.090, 0.081, 0.086), (0.48, 0.47, 0.51)),
+             "noise": ((0.047, 0.045, 0.057), (0.35, 0.35, 0.37)),
+             "multi": ((0.049, 0.058, 0.060), (0.48, 0.47, 0.46))}
+    rows = [{"strategy": name, "seed": seed, "memorization": mem[seed], "linear_probe_acc": 0.59,
+             "i2t_r5_caption": r5[seed]} for name, (mem, r5) in table.items() for seed in range(3)]
+    sentences = verdict(rows)
+    assert any(s.startswith("Image-to-text R@5") and "lowered beyond noise by noise" in s for s in sentences)
+    assert sentences[-1].startswith("Recommendation for this data: multi;")
