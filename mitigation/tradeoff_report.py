@@ -155,21 +155,22 @@ def markdown(rows: list, settings: dict, sizes: dict) -> str:
 def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
     summary = summarize(rows).dropna(subset=["memorization_mean", f"{utility}_mean"])
     front = set(pareto_front(summary, utility))
-    figure, axis = plt.subplots(figsize=(6.4, 4.6))
-    for index, (name, row) in enumerate(summary.iterrows()):
+    figure, axis = plt.subplots(figsize=(8.6, 4.6))
+    for number, (name, row) in enumerate(summary.iterrows(), start=1):
         on_front = name in front
         axis.errorbar(row["memorization_mean"], row[f"{utility}_mean"],
                       xerr=np.nan_to_num(row["memorization_std"]), yerr=np.nan_to_num(row[f"{utility}_std"]),
                       fmt="o", markersize=8 if on_front else 6, capsize=3,
-                      color="#d0452f" if on_front else "#4a7bd0")
-        axis.annotate(name, (row["memorization_mean"], row[f"{utility}_mean"]), textcoords="offset points",
-                      xytext=(6, 6 if index % 2 == 0 else -12), fontsize=8)  # alternate: close points stay legible
+                      color="#d0452f" if on_front else "#4a7bd0", label=f"{number}  {name}")
+        # a number beside the point and the name in the legend: long strategy names of close points overlap
+        axis.annotate(str(number), (row["memorization_mean"], row[f"{utility}_mean"]), textcoords="offset points",
+                      xytext=(5, 5), fontsize=9, fontweight="bold")
     ordered = summary.loc[sorted(front, key=lambda n: summary.loc[n, "memorization_mean"])]
     axis.plot(ordered["memorization_mean"], ordered[f"{utility}_mean"], "--", color="#d0452f", linewidth=1,
               label="Pareto front")
     axis.set_xlabel("memorization: mean CLIPMem (raw) on the candidate set  (lower is better)")
     axis.set_ylabel(f"utility: {HEADERS[utility]} on the evaluation split (higher is better)")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, handlelength=1)
     axis.grid(alpha=0.3)
     figure.tight_layout()
     atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
