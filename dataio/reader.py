@@ -139,10 +139,19 @@ class Dataset:
 
 def success_keys(metadata) -> set:
     """Keys a shard's metadata table lists as downloaded (empty without a table or its columns)."""
+    return set(success_row_of_key(metadata))
+
+
+def success_row_of_key(metadata) -> dict:
+    """Key -> index of its first downloaded row (empty without a table or its key and status columns)."""
     if metadata is None or "key" not in metadata.column_names or "status" not in metadata.column_names:
-        return set()
-    keys, statuses = metadata.column("key").to_pylist(), metadata.column("status").to_pylist()
-    return {k for k, status in zip(keys, statuses) if status == "success"}
+        return {}
+    row_of_key: dict = {}
+    statuses = metadata.column("status").to_pylist()
+    for index, key in enumerate(metadata.column("key").to_pylist()):
+        if statuses[index] == "success":
+            row_of_key.setdefault(key, index)
+    return row_of_key
 
 
 def without_duplicates(records: Iterable, seen: dict) -> Iterator[Union[Sample, Unreadable]]:

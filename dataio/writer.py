@@ -46,7 +46,7 @@ from dataio.formats import (
     TarShardWriter,
     table_from_rows,
 )
-from dataio.reader import Dataset, Sample, Unreadable, without_duplicates
+from dataio.reader import Dataset, Sample, Unreadable, success_row_of_key, without_duplicates
 
 
 @dataclass(frozen=True)
@@ -133,10 +133,10 @@ def start_output(dataset: Dataset, out: Union[str, Path], overwrite: bool = Fals
 
 
 def write_shards(dataset: Dataset, shards: list, staging: Path, decide, verify_images: bool = True,
-                 progress: bool = True, seen_keys: Optional[dict] = None, out_name: str = "") -> ShardsWritten:
+                 progress: bool = True, out_name: str = "") -> ShardsWritten:
     """Write `shards` (a subset of the dataset's, or all) into `staging`. A key seen in an earlier shard
-    of this call (or in `seen_keys`, key -> shard) is a duplicate: unreadable, not written again."""
-    seen_keys = {} if seen_keys is None else seen_keys
+    of this call is a duplicate: unreadable, not written again."""
+    seen_keys: dict = {}
     written = ShardsWritten()
     bar = tqdm(shards, desc=f"writing {out_name or staging.name}", unit="shard", disable=not progress)
     for shard in bar:
@@ -144,9 +144,10 @@ def write_shards(dataset: Dataset, shards: list, staging: Path, decide, verify_i
     return written
 
 
-def finish_output(staging: Path, out: Union[str, Path], written: ShardsWritten, extra_files: Optional[dict] = None,
-                  started: Optional[float] = None) -> WriteResult:
-    """The manifest and extra files into `staging`, then `staging` renamed over `out`."""
+def finish_output(staging: Path, out: Union[str, Path], written: ShardsWritten, extra_files: Optional[dict],
+                  started: float) -> WriteResult:
+    """The manifest and extra files into `staging`, then `staging` renamed over `out`; `started`: when the
+    write began (time.time()), for WriteResult.seconds."""
     out = Path(out)
     rows = written.rows()
     manifest_path = manifest_io.write_manifest(rows, staging)
@@ -157,7 +158,7 @@ def finish_output(staging: Path, out: Union[str, Path], written: ShardsWritten, 
         path=out,
         counts=manifest_io.count_actions(rows),
         manifest_path=out / manifest_path.name,
-        seconds=time.time() - (started if started is not None else time.time()),
+        seconds=time.time() - started,
         shard_counts={shard: manifest_io.count_actions(r) for shard, r in written.rows_by_shard.items()},
     )
 
@@ -218,7 +219,7 @@ class KeptMetadata:
 
     def __init__(self, metadata: Optional[pa.Table]):
         self.metadata = metadata
-        self.row_of_key = _success_row_of_key(metadata)
+        self.row_of_key = success_row_of_key(metadata)
         self.input_rows: list = []  # indices into `metadata`
         self.json_rows: list = []
         self.json_positions: list = []
@@ -246,18 +247,6 @@ class KeptMetadata:
         from_json = table_from_rows(self.json_rows, self.metadata.schema)
         combined = pa.concat_tables([_conform(from_input, from_json.schema), from_json])
         return combined.take(pc.sort_indices(pa.array(rows + self.json_positions, pa.int64())))
-
-
-def _success_row_of_key(metadata: Optional[pa.Table]) -> dict:
-    """Key -> index of its first downloaded row (empty without a table or its key and status columns)."""
-    if metadata is None or "key" not in metadata.column_names or "status" not in metadata.column_names:
-        return {}
-    row_of_key: dict = {}
-    statuses = metadata.column("status").to_pylist()
-    for index, key in enumerate(metadata.column("key").to_pylist()):
-        if statuses[index] == "success":
-            row_of_key.setdefault(key, index)
-    return row_of_key
 
 
 def _failed_row_indices(metadata: pa.Table) -> list:
