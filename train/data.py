@@ -51,11 +51,12 @@ def split_heldout(keys: Sequence[str], frac: float = 0.1, seed: int = 0) -> tupl
         raise ValueError(f"held-out fraction must be in [0, 1), got {frac}")
     train, heldout = [], []
     for key in keys:
-        (heldout if _unit_hash(f"{seed}:{key}") < frac else train).append(key)
+        (heldout if unit_hash(f"{seed}:{key}") < frac else train).append(key)
     return train, heldout
 
 
-def _unit_hash(text: str) -> float:
+def unit_hash(text: str) -> float:
+    """A stable number in [0, 1) from `text`: split_heldout's hash of (seed, key)."""
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
