@@ -29,9 +29,14 @@ from dataio.errors import UsageError  # noqa: E402
 from dataio.paths import tradeoff_folder  # noqa: E402
 from mitigation.remove import load_scores  # noqa: E402
 from mitigation.tradeoff_log import settings_hash  # noqa: E402
-from mitigation.tradeoff_session import Session, resolve_settings, scores_sha256, start_session  # noqa: E402
+from mitigation.tradeoff_session import (  # noqa: E402
+    Session,
+    resolve_settings,
+    scores_sha256,
+    start_session,
+    training_config,
+)
 from mitigation.tradeoff_setup import EVAL_FRAC, EVAL_MAX, PROBE_FOLDS, UTILITY, removal, utility  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
 from train.loop import train_clip  # noqa: E402
 
 DEFAULT_COUNTS = (0, 50, 100, 200, 400, 800, 1600)
@@ -78,10 +83,15 @@ def removal_curve(data, out=None, *, counts=DEFAULT_COUNTS, rankings=DEFAULT_RAN
     return CurveResult(rows, paths, settings, [c for c in counts if c not in kept])
 
 
+def measured_metrics(frame: pd.DataFrame) -> list:
+    """The utility metrics of PLOT_UTILITY that at least one point measured (the downstream probe is optional)."""
+    return [m for m in PLOT_UTILITY if m in frame and pd.to_numeric(frame[m], errors="coerce").notna().any()]
+
+
 def curve_table(rows: list) -> str:
     """Mean utility per point (over seeds), each ranking's best point marked with *."""
     frame = pd.DataFrame(rows)
-    metrics = [m for m in PLOT_UTILITY if m in frame and pd.to_numeric(frame[m], errors="coerce").notna().any()]
+    metrics = measured_metrics(frame)
     frame[metrics] = frame[metrics].apply(pd.to_numeric, errors="coerce")
     means = frame.groupby(["ranking", "removed"], sort=False)[metrics + ["removed_injected"]].mean().reset_index()
     best = means.loc[means.groupby("ranking")[metrics[0]].idxmax(), ["ranking", "removed"]]
@@ -120,8 +130,7 @@ def curve_point(session: Session, ranking: str, count: int, seed: int) -> dict:
         removed, injected = chosen.keys, chosen.injected
     gone = set(removed)
     keys = [k for k in experiment.pool if k not in gone]
-    config = TrainConfig(model=settings["model"], epochs=settings["epochs"], batch_size=settings["batch_size"],
-                         lr=settings["lr"], seed=seed)
+    config = training_config(settings, seed)
     started = time.time()
     trained = train_clip(experiment.base, keys, config, progress=session.progress)
     metrics = utility(trained.model, trained.tokenizer, experiment)
@@ -134,7 +143,7 @@ def plot_curve(rows: list, path: Path) -> Path:
     """Utility against the number removed, one panel per utility metric measured, one line per ranking (each
     starting at the count-0 point), the best point of each line marked."""
     frame = pd.DataFrame(rows)
-    metrics = [m for m in PLOT_UTILITY if m in frame and pd.to_numeric(frame[m], errors="coerce").notna().any()]
+    metrics = measured_metrics(frame)
     figure, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.2), squeeze=False)
     for axis, metric in zip(axes[0], metrics):
         frame[metric] = pd.to_numeric(frame[metric], errors="coerce")

@@ -33,7 +33,7 @@ from mitigation.base import Options
 from mitigation.remove import check_amount, load_scores
 from mitigation.strategies import STRATEGIES, check_options, mitigate, options_from
 from mitigation.tradeoff_log import settings_hash
-from mitigation.tradeoff_session import Session, resolve_settings, scores_sha256, start_session
+from mitigation.tradeoff_session import Session, resolve_settings, scores_sha256, start_session, training_config
 from mitigation.tradeoff_setup import (
     EVAL_FRAC,
     EVAL_MAX,
@@ -44,7 +44,6 @@ from mitigation.tradeoff_setup import (
     utility,
 )
 from mitigation.tradeoff_stats import MATCHED_BASELINE
-from train.config import TrainConfig
 from train.data import Table, load_table
 from train.loop import train_clip
 
@@ -239,8 +238,7 @@ def describe_captions(spec: StrategySpec, training: dict, table: Table, experime
 
 def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared) -> dict:
     settings, experiment, plan = session.settings, session.experiment, session.experiment.plan
-    config = TrainConfig(model=settings["model"], epochs=settings["epochs"], batch_size=settings["batch_size"],
-                         lr=settings["lr"], seed=seed)
+    config = training_config(settings, seed)
     config = dataclasses.replace(config, **{k: v for k, v in prepared.training.items() if hasattr(config, k)})
     removed = set(prepared.removed)
     started = time.time()

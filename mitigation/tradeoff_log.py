@@ -46,17 +46,20 @@ class RunLog:
 
     def find(self, label: str, seed: int, settings: str) -> dict | None:
         for row in self.rows:
-            if (row.get(self.label), int(row.get("seed", -1)), row.get("settings")) == (label, seed, settings):
+            if self._key(row) == (label, seed, settings):
                 return row
         return None
 
     def add(self, row: dict) -> None:
         """Replace any row with the same key, then rewrite the csv atomically."""
-        key = (row[self.label], row["seed"], row["settings"])
-        self.rows = [r for r in self.rows if (r.get(self.label), int(r.get("seed", -1)), r.get("settings")) != key]
+        key = self._key(row)
+        self.rows = [r for r in self.rows if self._key(r) != key]
         self.rows.append(row)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, lambda tmp: pd.DataFrame(self.rows).to_csv(tmp, index=False))
+
+    def _key(self, row: dict) -> tuple:
+        return row.get(self.label), int(row.get("seed", -1)), row.get("settings")
 
 
 def _read(path: Path) -> list:

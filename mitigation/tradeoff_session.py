@@ -17,6 +17,7 @@ from dataio.errors import UsageError
 from dataio.reader import open_dataset
 from mitigation.tradeoff_log import RunLog
 from mitigation.tradeoff_setup import Experiment, downstream_table, fingerprint, make_experiment
+from train.config import TrainConfig
 from train.data import Table, load_table
 
 # `quick`: a subsample, fewer epochs; wherever the arguments are left at their defaults.
@@ -73,3 +74,9 @@ def scores_sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+
+
+def training_config(settings: dict, seed: int) -> TrainConfig:
+    """The training settings every run of a session shares, with this run's seed."""
+    return TrainConfig(model=settings["model"], epochs=settings["epochs"], batch_size=settings["batch_size"],
+                       lr=settings["lr"], seed=seed)
