@@ -328,6 +328,10 @@ class TarShardWriter:
         if changed:
             self._add_caption_members(member_stem(sample.stored[0][0]), caption, meta)
 
+    def write_stored(self, data) -> None:
+        """Bytes copied as they are from a shard: whole entries (headers, data, padding), never a part."""
+        self.stream.write(data)
+
     def _add_caption_members(self, stem: str, caption: str, meta: dict) -> None:
         self._add(f"{stem}.txt", caption.encode("utf-8"))
         self._add(f"{stem}.json", meta_to_json(meta))

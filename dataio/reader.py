@@ -35,6 +35,11 @@ from dataio.errors import DataError
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 FORMATS = ("webdataset", "parquet", "files")
+# why a sample is unreadable, in the words of the manifest (the writer's range copy gives the same words)
+NO_IMAGE = "no image file"
+EMPTY_IMAGE = "zero-byte image"
+NO_CAPTION = "missing caption (.txt)"
+CAPTION_NOT_UTF8 = "caption is not valid UTF-8"
 _SHARD_NAME = re.compile(r"^(\d+)$")
 
 
@@ -105,10 +110,8 @@ class Dataset:
                 continue
             found.add(raw.key)
             yield _to_record(raw, shard, verify_images)
-        missing = sorted(listed - found)
-        for key in missing:
-            because = f": {shard_problem}" if shard_problem else ""
-            yield Unreadable(key, f"listed as downloaded in {shard}.parquet but missing from the shard{because}", shard)
+        missing = listed_but_missing(listed, found, shard, shard_problem)
+        yield from missing
         if shard_problem and not missing:
             yield Unreadable(f"{shard} (shard)", shard_problem, shard)
 
@@ -135,6 +138,13 @@ class Dataset:
             return json.loads(path.read_text())
         except (OSError, ValueError):
             return {}
+
+
+def listed_but_missing(listed: set, found: set, shard: str, shard_problem: str = "") -> list:
+    """An Unreadable for each key the shard's metadata lists as downloaded that its samples lack."""
+    because = f": {shard_problem}" if shard_problem else ""
+    return [Unreadable(key, f"listed as downloaded in {shard}.parquet but missing from the shard{because}", shard)
+            for key in sorted(listed - found)]
 
 
 def success_keys(metadata) -> set:
@@ -211,21 +221,21 @@ def _to_record(raw: "formats.RawSample", shard: str, verify_images: bool) -> Uni
     if raw.problem:
         return Unreadable(raw.key, raw.problem, shard)
     if raw.image is None:
-        return Unreadable(raw.key, "no image file", shard)
+        return Unreadable(raw.key, NO_IMAGE, shard)
     if len(raw.image) == 0:
-        return Unreadable(raw.key, "zero-byte image", shard)
+        return Unreadable(raw.key, EMPTY_IMAGE, shard)
     if verify_images and not image_is_decodable(raw.image):
         return Unreadable(raw.key, "corrupt image (cannot be decoded)", shard)
     if raw.caption is None:
-        return Unreadable(raw.key, "missing caption (.txt)", shard)
+        return Unreadable(raw.key, NO_CAPTION, shard)
     try:
         caption = raw.caption.decode("utf-8") if isinstance(raw.caption, bytes) else raw.caption
     except UnicodeDecodeError:
-        return Unreadable(raw.key, "caption is not valid UTF-8", shard)
+        return Unreadable(raw.key, CAPTION_NOT_UTF8, shard)
     try:
         meta = parse_meta(raw.meta)
     except ValueError as error:
-        return Unreadable(raw.key, f"unreadable json ({error})", shard)
+        return Unreadable(raw.key, unreadable_json(error), shard)
     return Sample(
         key=raw.key,
         image=raw.image,
@@ -246,6 +256,10 @@ def image_is_decodable(data: bytes) -> bool:
         return True
     except Exception:  # PIL raises many types for damaged files
         return False
+
+
+def unreadable_json(error: ValueError) -> str:
+    return f"unreadable json ({error})"
 
 
 def parse_meta(meta) -> dict:

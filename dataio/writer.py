@@ -46,7 +46,21 @@ from dataio.formats import (
     TarShardWriter,
     table_from_rows,
 )
-from dataio.reader import Dataset, Sample, Unreadable, success_row_of_key, without_duplicates
+from dataio.reader import (
+    CAPTION_NOT_UTF8,
+    EMPTY_IMAGE,
+    NO_CAPTION,
+    NO_IMAGE,
+    Dataset,
+    Sample,
+    Unreadable,
+    listed_but_missing,
+    parse_meta,
+    success_row_of_key,
+    unreadable_json,
+    without_duplicates,
+)
+from dataio.tar_index import NotIndexable, indexed_samples
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,26 @@ class Remove:
 
 
 Decision = Union[Keep, Remove]
+
+
+@dataclass(frozen=True)
+class ByKey:
+    """A decision that needs only each sample's key, so the writer may copy samples without reading them.
+
+    With a webdataset and `verify_images=False`, `write_dataset` then copies every kept sample as the byte
+    range it takes in the shard (dataio.tar_index finds the ranges), at about disk speed: the tar
+    structure is checked and a sample without an image, with an empty image, without a caption or with a
+    caption that is not UTF-8 is unreadable, as always, but its json is not parsed (unless the shard's
+    metadata table lacks the key and its row must come from the json). `on_key` decides those samples;
+    samples the writer reads in full go to `on_sample` (default: `on_key` of their key). Decisions may
+    only keep (with a reason) or remove.
+    """
+
+    on_key: Callable[[str], Decision]
+    on_sample: Optional[Callable[[Sample], Decision]] = None
+
+    def __call__(self, sample: Sample) -> Decision:
+        return self.on_sample(sample) if self.on_sample is not None else self.on_key(sample.key)
 
 
 @dataclass
@@ -176,6 +210,11 @@ def _replace_folder(staging: Path, out: Path) -> None:
 def _write_shard(dataset: Dataset, shard: str, staging: Path, decide, verify_images: bool, seen_keys: dict) -> list:
     started = time.time()
     metadata = dataset.metadata(shard)
+    if dataset.format == "webdataset" and not verify_images and isinstance(decide, ByKey):
+        try:
+            return _copy_shard_by_key(dataset, shard, staging, decide.on_key, seen_keys, metadata, started)
+        except NotIndexable:
+            pass  # what the index cannot vouch for, the block-by-block reader reads (or reports) below
     schema = metadata.schema if metadata is not None else None
     writer = _shard_writer(dataset.format, staging, shard, schema)
     kept = KeptMetadata(metadata)
@@ -198,6 +237,102 @@ def _write_shard(dataset: Dataset, shard: str, staging: Path, decide, verify_ima
     except BaseException:
         writer.abort()
         raise
+    _finish_shard(writer, kept, metadata, staging, shard, started)
+    return manifest_rows
+
+
+def _copy_shard_by_key(dataset: Dataset, shard: str, staging: Path, decide_key, seen_keys: dict, metadata,
+                       started: float) -> list:
+    """`_write_shard` for a key-only decision: kept samples copied as byte ranges of the shard. Raises
+    NotIndexable before anything is recorded in `seen_keys` or left in `staging`."""
+    writer = TarShardWriter(staging, shard)
+    kept = KeptMetadata(metadata)
+    manifest_rows, found, seen_here = [], set(), {}
+    try:
+        for window in indexed_samples(dataset.path / f"{shard}.tar"):
+            problems = _structural_problems(window)
+            view, run_start, run_end = memoryview(window.data), 0, 0
+            for index, key in enumerate(window.keys):
+                found.add(key)
+                problem, meta = problems[index], None
+                if not problem and key not in kept.row_of_key:  # its metadata row must come from its json
+                    meta, problem = _parse_sample_json(window, index)
+                if not problem and (key in seen_keys or key in seen_here):
+                    problem = f"duplicate key (first seen in shard {seen_keys.get(key) or seen_here[key]})"
+                if problem:
+                    manifest_rows.append(manifest_io.row(key, shard, "unreadable", problem))
+                    continue
+                seen_here[key] = shard
+                decision = _key_only(decide_key(key), key)
+                if isinstance(decision, Remove):
+                    manifest_rows.append(manifest_io.row(key, shard, "removed", decision.reason))
+                    continue
+                start, end = int(window.starts[index]), int(window.ends[index])
+                if start != run_end:  # consecutive kept samples are one write
+                    writer.write_stored(view[run_start:run_end])
+                    run_start = start
+                run_end = end
+                kept.add(key, meta, False)
+                manifest_rows.append(manifest_io.row(key, shard, "kept", decision.reason))
+            writer.write_stored(view[run_start:run_end])
+    except BaseException:
+        writer.abort()
+        raise
+    missing = listed_but_missing(set(kept.row_of_key), found, shard)
+    manifest_rows += [manifest_io.row(m.key, shard, "unreadable", m.reason) for m in missing]
+    _finish_shard(writer, kept, metadata, staging, shard, started)
+    seen_keys.update(seen_here)
+    return manifest_rows
+
+
+def _structural_problems(window) -> list:
+    """Per sample of an indexed window, why the reader would call it unreadable without parsing its json
+    or decoding its image ("" where nothing is wrong); the checks in `reader._to_record`'s order."""
+    problems = [""] * len(window.keys)
+    captions = [window.data[start:end] for start, end in window.caption.tolist() if start >= 0]
+    try:
+        b"".join(captions).decode("utf-8")
+        captions_ok = True
+    except UnicodeDecodeError:  # a multi-byte character may also straddle two captions: check each
+        captions_ok = False
+    for index, ((caption_start, caption_end), image_size) in enumerate(zip(window.caption.tolist(),
+                                                                           window.image_size.tolist())):
+        if image_size < 0:
+            problems[index] = NO_IMAGE
+        elif image_size == 0:
+            problems[index] = EMPTY_IMAGE
+        elif caption_start < 0:
+            problems[index] = NO_CAPTION
+        elif not captions_ok and not _is_utf8(window.data[caption_start:caption_end]):
+            problems[index] = CAPTION_NOT_UTF8
+    return problems
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _parse_sample_json(window, index: int) -> tuple:
+    start, end = window.meta[index].tolist()
+    try:
+        return parse_meta(window.data[start:end] if start >= 0 else None), ""
+    except ValueError as error:
+        return None, unreadable_json(error)
+
+
+def _key_only(decision: Decision, key: str) -> Decision:
+    if isinstance(decision, Keep) and (decision.caption is not None or decision.captions is not None
+                                       or decision.meta_update):
+        raise ValueError(f"a ByKey decision changed sample {key}; it may only keep or remove")
+    return decision
+
+
+def _finish_shard(writer, kept: "KeptMetadata", metadata, staging: Path, shard: str, started: float) -> None:
+    """The shard's metadata table and stats beside it, then the shard renamed into place."""
     failed_rows = _failed_download_rows(metadata)
     if isinstance(writer, ParquetShardWriter):
         writer.add_rows(failed_rows)
@@ -206,7 +341,6 @@ def _write_shard(dataset: Dataset, shard: str, staging: Path, decide, verify_ima
         atomic_write(staging / f"{shard}.parquet", lambda tmp: pq.write_table(table, tmp))
     writer.close()
     _write_stats(staging, shard, kept.count, failed_rows, started)
-    return manifest_rows
 
 
 class KeptMetadata:
