@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "for trainers that read only the .txt, such as open_clip's")
     parser.add_argument("--seed", type=int, metavar="N", default=DEFAULTS.seed, help="seed of the augmentations (default: 0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.add_argument("--no-verify", dest="verify_images", action="store_false",
+                        help="do not decode every image again (flag did); with --strategy remove alone, webdataset "
+                             "samples are then copied unread as byte ranges, near disk speed: the tar structure, "
+                             "image, caption and UTF-8 are still checked, the json is not parsed")
 
     remove = parser.add_argument_group("remove")
     remove.add_argument("--count", type=int, metavar="N", help="remove the N top-ranked samples (the paper: ~100 helps)")
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     options = {name: values[name] for name in names if name in values}
     command = "python cli.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["mitigate"] else ""
     result = mitigate(args.data, args.strategy, args.out, overwrite=args.overwrite, expand=args.expand,
-                      progress=args.progress, command=command, **options)
+                      progress=args.progress, verify_images=args.verify_images, command=command, **options)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one report
         print(report(result))
     return 0

@@ -113,17 +113,35 @@ def _kept_keys(manifest_or_keys) -> list:
 
 
 def _uids_of(data, keys: list) -> Optional[list]:
-    """Each key's uid from its sample's json, in the order of `keys`; None if any kept sample lacks one."""
+    """Each key's uid, in the order of `keys`; None if any kept sample lacks one. The shards' metadata
+    tables give them where every table has a `uid` column (img2dataset's --save_additional_columns, as
+    DataComp downloads), without reading a sample; otherwise the samples' json."""
     wanted = set(keys)
-    found = {}
-    for sample in open_dataset(data).samples(keys=wanted, verify_images=False):
-        uid = sample.meta.get("uid")
-        if not isinstance(uid, str) or not _UID.fullmatch(uid):
-            return None
-        found[sample.key] = uid
-    if len(found) < len(wanted):
+    dataset = open_dataset(data)
+    found = _uids_from_tables(dataset, wanted)
+    if found is None:
+        found = {}
+        for sample in dataset.samples(keys=wanted, verify_images=False):
+            uid = sample.meta.get("uid")
+            if not isinstance(uid, str) or not _UID.fullmatch(uid):
+                return None
+            found[sample.key] = uid
+    if len(found) < len(wanted) or not all(isinstance(found[k], str) and _UID.fullmatch(found[k]) for k in wanted):
         return None
     return [found[key] for key in keys]
+
+
+def _uids_from_tables(dataset, wanted: set) -> Optional[dict]:
+    """Key -> uid of the wanted keys from the shards' metadata tables; None where a table has no uid column."""
+    found = {}
+    for shard in dataset.shards:
+        table = dataset.metadata(shard)
+        if table is None or "uid" not in table.column_names or "key" not in table.column_names:
+            return None
+        for key, uid in zip(table.column("key").to_pylist(), table.column("uid").to_pylist()):
+            if key in wanted:
+                found.setdefault(key, uid)
+    return found
 
 
 def _save_npy(tmp: Path, array: np.ndarray) -> None:

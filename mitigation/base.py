@@ -24,7 +24,7 @@ from typing import Callable, Optional
 from curate.rankings import DEFAULT_RANKING
 from dataio.reader import Sample
 from dataio.recipe import RECIPE_VERSION, TRAINING_DEFAULTS
-from dataio.writer import Decision, Keep, Remove
+from dataio.writer import ByKey, Decision, Keep, Remove
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ class Step:
 
     name: str
     decide: Optional[Callable[[Sample], Decision]] = None  # None: the data is left as it is
+    # the same decision from the key alone, where the strategy needs nothing else: lets the writer copy
+    # samples unread (dataio.writer.ByKey)
+    decide_key: Optional[Callable[[str], Decision]] = None
     options: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)  # filled in while the data is written
@@ -83,7 +86,23 @@ def combine(steps: list) -> Callable[[Sample], Decision]:
                 reasons.append(f"{step.name}: {decision.reason}")
         return Keep(captions=captions, reason="; ".join(reasons))
 
+    if active and all(step.decide_key is not None for step in active):
+        return ByKey(on_key=_combine_by_key(active), on_sample=decide)
     return decide
+
+
+def _combine_by_key(active: list) -> Callable[[str], Decision]:
+    def decide_key(key: str) -> Decision:
+        reasons = []
+        for step in active:
+            decision = step.decide_key(key)
+            if isinstance(decision, Remove):
+                return Remove(f"{step.name}: {decision.reason}")
+            if decision.reason:
+                reasons.append(f"{step.name}: {decision.reason}")
+        return Keep(reason="; ".join(reasons))
+
+    return decide_key
 
 
 def count(step: Step, name: str, amount: int = 1) -> None:

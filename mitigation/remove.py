@@ -136,5 +136,16 @@ def remove_top_scored(dataset: Dataset, options: Options) -> Step:
                             f"another version of the data: rerun `python cli.py flag --data {dataset.path}`")
         return Keep()
 
-    step.decide = decide
+    def decide_key(key: str):
+        """For samples copied unread (mitigate --no-verify): a key flag did not score may be a sample flag
+        could not read, which this writer does not parse; it is kept, and counted and named."""
+        if key in removed:
+            count(step, "removed")
+            return Remove(f"{rule} ({removed[key]:.4g})")
+        if key not in scored:
+            count(step, "kept_unscored")
+            return Keep(reason="no flag score for this key (flag could not read it, or newer data); copied unread")
+        return Keep()
+
+    step.decide, step.decide_key = decide, decide_key
     return step

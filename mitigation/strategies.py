@@ -105,13 +105,15 @@ def prepare_steps(dataset, names: list, options: Options) -> list:
 
 
 def mitigate(data, strategies, out=None, *, overwrite: bool = False, expand: bool = False, progress: bool = True,
-             command: str = "", **options) -> MitigationResult:
+             verify_images: bool = True, command: str = "", **options) -> MitigationResult:
     """Write a mitigated copy of `data` (same format), its manifest and mitigation.json.
 
     strategies: names from STRATEGIES, a list or comma-separated ("remove,text-aug").
     options: the strategies' own options by name (count=100, by="clipmem", n_aug=4, sigma=0.15, ...;
     see Options); one that no chosen strategy reads is a UsageError. With `expand`, also write
     OUT.expanded/: a webdataset with one record per caption. Default OUT: DATA.S1+S2 beside the data.
+    verify_images=False: images are not decoded (flag decoded them already); with strategies that decide
+    by key alone (`remove`), webdataset samples are then copied unread, as byte ranges (dataio.writer.ByKey).
     """
     names = parse_strategies(strategies)
     world = init_distributed("cpu")  # under torchrun each rank writes its share of the shards (gloo)
@@ -130,7 +132,8 @@ def mitigate(data, strategies, out=None, *, overwrite: bool = False, expand: boo
         return build_recipe(steps, dataset.path, dataset.format, out, counts, inherited, command)
 
     result = write_on_ranks(dataset, out, combine(steps), world, steps, overwrite=overwrite,
-                            progress=options.progress, extra_files={recipe_io.RECIPE_NAME: recipe_io.recipe_bytes(recipe())})
+                            progress=options.progress, verify_images=verify_images,
+                            extra_files={recipe_io.RECIPE_NAME: recipe_io.recipe_bytes(recipe())})
     # Counts are known only once the write is done; the recipe (and its training section) was there all along.
     counts = {"input": sum(result.counts.values()), **result.counts}
     final = recipe(counts)

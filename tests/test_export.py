@@ -79,6 +79,18 @@ def test_kept_keys_with_uids_are_what_the_datacomp_resharder_looks_up(source, tm
         assert found == (1 if key in kept_keys else 0), key
 
 
+@pytest.mark.parametrize("uids_in", ["tables and json", "json only"])
+def test_kept_uids_come_from_the_tables_or_else_the_json(source, tmp_path, uids_in):
+    out = write_dataset(open_dataset(source), tmp_path / "uids", with_uids, progress=False, verify_images=False).path
+    if uids_in == "json only":  # a writer other than img2dataset may leave the tables without the column
+        for table_path in out.glob("[0-9]*.parquet"):
+            table = pq.read_table(table_path)
+            pq.write_table(table.drop_columns(["uid"]), table_path)
+    kept = write_kept_keys_npy(out, tmp_path / "kept.npy")
+    assert kept.kind == "uid"
+    assert sorted(kept_keys_in(kept.path)) == sorted(uid_of(k) for k in kept_in_manifest(out))
+
+
 def test_one_kept_sample_without_a_uid_means_keys_are_written(source, tmp_path):
     without_uid = next(s.key for s in open_dataset(source).samples(verify_images=False) if int(s.key) % 3 == 2)
 

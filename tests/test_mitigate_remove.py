@@ -147,3 +147,35 @@ def test_remove_combines_with_text_aug_and_runs_first(data, scores, tmp_path):
     assert removed_keys(result.path) == expected_top(scores, "rank_combined-neighbour", k=3)
     assert [s["name"] for s in result.recipe["strategies"]] == ["remove", "text-aug"]
     assert result.recipe["strategies"][1]["stats"]["captions_added"] == N - 3
+
+
+def test_no_verify_copies_samples_unread_and_writes_the_same_folder(data, scores, tmp_path, monkeypatch):
+    verified = run_remove(data, tmp_path / "verified", count=5)
+    from dataio import formats
+
+    read_tar_shard = formats.read_tar_shard
+
+    def reader_not_expected_in_the_writer(root, shard, keep_stored=False):
+        # the writer's block-by-block path asks for members as stored; other readers (kept_keys.npy) do not
+        assert not keep_stored, "remove --no-verify read the samples instead of copying byte ranges"
+        return read_tar_shard(root, shard, keep_stored)
+
+    monkeypatch.setattr(formats, "read_tar_shard", reader_not_expected_in_the_writer)
+    unread = run_remove(data, tmp_path / "unread", count=5, verify_images=False)
+    assert unread.counts == verified.counts and unread.counts["removed"] == 5
+    assert removed_keys(unread.path) == expected_top(scores, "rank_combined-neighbour", k=5)
+    for shard in sorted(verified.path.glob("*.tar")):
+        assert (unread.path / shard.name).read_bytes() == shard.read_bytes()
+    assert read_manifest(unread.path).equals(read_manifest(verified.path))
+
+
+def test_no_verify_keeps_and_counts_a_key_without_a_score(data, tmp_path):
+    """Copied unread, a sample flag could not score cannot be told from one flag could not read: kept,
+    counted in the step's stats, named in the manifest (a verified run refuses it, test above)."""
+    partial = tmp_path / "partial.parquet"
+    keys = input_keys(data)
+    write_scores(data, keys[1:], path=partial)
+    result = run_remove(data, tmp_path, count=1, scores=str(partial), verify_images=False)
+    assert result.recipe["strategies"][0]["stats"] == {"removed": 1, "kept_unscored": 1}
+    manifest = read_manifest(result.path).set_index("key")
+    assert manifest.action[keys[0]] == "kept" and "no flag score" in manifest.reason[keys[0]]
