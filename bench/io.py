@@ -8,7 +8,7 @@ memory is that run's own; each is the best of --repeat runs, since other process
 slow some runs down. CPU seconds (user + system, this process) are printed too: on a busy machine they
 show the work done where wall-clock seconds also count the wait for a core.
 
-    python bench/io.py [--work /tmp/clipmem-bench-io] [--n 20000] [--small 5000] [--repeat 3] [--image-size 64]
+    python bench/io.py [--work /tmp/clipmem-bench-io] [--n 20000] [--small 5000] [--repeat 3] [--image-size 64] [--shard-size N]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -66,12 +67,13 @@ def best_of(repeat: int, script: str, *args: str) -> dict:
             "peak_mib": max(r["peak_mib"] for r in runs)}
 
 
-def ensure_dataset(path: Path, n: int, image_size: int) -> Path:
+def ensure_dataset(path: Path, n: int, image_size: int, shard_size: Optional[int]) -> Path:
     if not path.exists():
         from demo.build import build_demo
 
         print(f"building a {n}-sample synthetic webdataset in {path} (once) ...", flush=True)
-        build_demo(path, n=n, image_size=image_size, seed=0, source="synthetic", output_format="webdataset")
+        build_demo(path, n=n, image_size=image_size, seed=0, source="synthetic", output_format="webdataset",
+                   samples_per_shard=shard_size)
     return path
 
 
@@ -83,12 +85,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=64,
                         help="side of the synthetic images in pixels (64: about 8 kB of tar per sample; "
-                             "256: about 23 kB, near img2dataset's LAION downloads at 256 px)")
+                             "256: about 12 kB)")
+    parser.add_argument("--shard-size", type=int, default=None,
+                        help="samples per shard (default: the demo builder's, 1,000 for 20,000 samples; "
+                             "img2dataset's default is 10,000)")
     args = parser.parse_args()
     work = Path(args.work)
     name = "synthetic" if args.image_size == 64 else f"synthetic{args.image_size}"
-    large = ensure_dataset(work / f"{name}-{args.n}", args.n, args.image_size)
-    small = ensure_dataset(work / f"{name}-{args.small}", args.small, args.image_size)
+    name += f"-shards{args.shard_size}" if args.shard_size else ""
+    large = ensure_dataset(work / f"{name}-{args.n}", args.n, args.image_size, args.shard_size)
+    small = ensure_dataset(work / f"{name}-{args.small}", args.small, args.image_size, args.shard_size)
 
     copy = best_of(args.repeat, COPY, str(large), str(work / "copy"))
     ranges = best_of(args.repeat, REWRITE, str(large), str(work / "rewrite"), "0", "1")
@@ -99,7 +105,9 @@ def main() -> None:
     verified_small = best_of(args.repeat, REWRITE, str(small), str(work / "rewrite-small"), "1", "0")
 
     size = sum(p.stat().st_size for p in large.glob("*.tar")) / args.n
-    print(f"\nrewrite of {args.n} samples ({size / 1000:.1f} kB of tar each) keeping 95 % ({fast['counts']}), "
+    shards = len(list(large.glob("*.tar")))
+    print(f"\nrewrite of {args.n} samples in {shards} shards ({size / 1000:.1f} kB of tar each) keeping 95 % "
+          f"({fast['counts']}), "
           f"best of {args.repeat} runs")
     print(f"{'':52}{'seconds':>9}{'x copy':>9}{'CPU s':>9}{'x copy':>9}{'peak MiB':>10}")
     rows = (("plain copy of the shard files", copy),

@@ -311,6 +311,7 @@ class TarShardWriter:
         self.final = root / f"{shard}.tar"
         self.tmp = temporary_name(self.final)
         self.stream = open(self.tmp, "wb", buffering=TAR_WRITE_BUFFER)
+        self.kernel_copy = hasattr(os, "copy_file_range")
 
     def write(self, key: str, image: bytes, image_ext: str, caption: str, meta: dict) -> None:
         self._add(f"{key}.{image_ext}", image)
@@ -330,6 +331,29 @@ class TarShardWriter:
 
     def write_stored(self, data) -> None:
         """Bytes copied as they are from a shard: whole entries (headers, data, padding), never a part."""
+        self.stream.write(data)
+
+    def copy_stored(self, source, offset: int, data) -> None:
+        """`data`, which lies at `offset` in the open file `source`, copied inside the kernel where it can
+        (os.copy_file_range: no pass through this process's memory), else written from `data`."""
+        if not data:
+            return
+        if self.kernel_copy:
+            self.stream.flush()
+            try:
+                copied = 0
+                while copied < len(data):
+                    done = os.copy_file_range(source.fileno(), self.stream.fileno(), len(data) - copied, offset + copied)
+                    if done == 0:
+                        break
+                    copied += done
+                self.stream.seek(0, os.SEEK_END)
+                if copied == len(data):
+                    return
+                data = data[copied:]
+            except OSError:  # no such call for these files (another filesystem, an old kernel)
+                self.kernel_copy = False
+                self.stream.seek(0, os.SEEK_END)
         self.stream.write(data)
 
     def _add_caption_members(self, stem: str, caption: str, meta: dict) -> None:

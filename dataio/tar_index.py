@@ -16,6 +16,8 @@ that range copies the sample exactly as stored.
 
 from __future__ import annotations
 
+import mmap
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -40,7 +42,8 @@ class NotIndexable(Exception):
 class WindowSamples:
     """The complete samples of one window; offsets are into `data` (the window's bytes)."""
 
-    data: bytes
+    data: memoryview  # of the memory-mapped shard
+    offset: int  # where `data` starts in the shard file
     keys: list
     starts: np.ndarray  # first byte of each sample (its first pax entry or header)
     ends: np.ndarray  # one past its last data block
@@ -50,27 +53,40 @@ class WindowSamples:
 
 
 def indexed_samples(path: Path, window: int = WINDOW) -> Iterator[WindowSamples]:
-    """The shard's samples, window by window; raises NotIndexable (before or after yielding some)."""
+    """The shard's samples, window by window; raises NotIndexable (before or after yielding some).
+
+    The shard is memory-mapped, not read: the index touches the page cache where it lies, and the
+    writer copies ranges inside the kernel, so the bytes never pass through this process. Windows
+    already done are dropped from the mapping, so resident memory stays near one window.
+    """
     with open(path, "rb") as stream:
-        offset = 0
-        while True:
-            stream.seek(offset)
-            data = stream.read(window)
-            if len(data) % BLOCK:
-                raise NotIndexable(f"{path.name}: its length is not a whole number of tar blocks")
-            if not data:
-                raise NotIndexable(f"{path.name}: no end-of-archive marker")
-            samples, consumed, finished = index_window(data)
-            if consumed == 0 and not finished:
-                if len(data) < window:
-                    raise NotIndexable(f"{path.name}: the archive ends inside a sample")
-                window *= 2  # one sample larger than the window
-                continue
-            if len(samples.keys):
-                yield samples
-            if finished:
-                return
-            offset += consumed
+        size = os.fstat(stream.fileno()).st_size
+        if size % BLOCK or not size:
+            raise NotIndexable(f"{path.name}: its length is not a whole, non-zero number of tar blocks")
+        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    offset = 0
+    while True:
+        data = memoryview(mapped)[offset:offset + window]
+        samples, consumed, finished = index_window(data)
+        if consumed == 0 and not finished:
+            if offset + len(data) >= size:
+                raise NotIndexable(f"{path.name}: the archive ends inside a sample or without its end marker")
+            window *= 2  # one sample larger than the window
+            continue
+        if len(samples.keys):
+            samples.offset = offset
+            yield samples
+        if finished:
+            return
+        _drop_pages(mapped, offset + consumed)
+        offset += consumed
+
+
+def _drop_pages(mapped: mmap.mmap, end: int) -> None:
+    """Unmap the pages wholly before `end` from this process (they stay in the page cache)."""
+    whole_pages = end - end % mmap.PAGESIZE
+    if whole_pages and hasattr(mmap, "MADV_DONTNEED"):
+        mapped.madvise(mmap.MADV_DONTNEED, 0, whole_pages)
 
 
 def index_window(data: bytes) -> tuple:
@@ -82,21 +98,7 @@ def index_window(data: bytes) -> tuple:
         if _is_end_marker(blocks, 0):
             return _no_samples(data), 0, True
         raise NotIndexable("a block that should hold a header does not")
-    fields = blocks[headers]
-    # a block of image data can carry the magic by chance: read every candidate's size leniently, keep
-    # the chain from the first header, and hold only the kept headers to the strict checks
-    sizes, plain = _octal(fields[:, 124:136])
-    following = headers + 1 + (np.maximum(sizes, 0) + BLOCK - 1) // BLOCK
-    broken = np.flatnonzero(following[:-1] != headers[1:])
-    last = len(headers) - 1 if not len(broken) else broken[0]
-    if following[last] <= len(blocks) and len(broken):
-        raise NotIndexable("the headers do not follow one another")  # a header-like block inside data, or damage
-    headers, sizes, plain, fields, following = (a[:last + 1] for a in (headers, sizes, plain, fields, following))
-    checksums, checksum_plain = _octal(fields[:, 148:156])
-    if not (plain.all() and checksum_plain.all()):
-        raise NotIndexable("a header's size or checksum is not plain octal (base-256, damaged)")
-    if not np.array_equal(checksums, _checksums(fields)):
-        raise NotIndexable("a header's checksum does not match")
+    headers, sizes, fields, following = _header_chain(blocks, headers)
     kinds = fields[:, 156]
     complete = following <= len(blocks)
     finished = bool(complete[-1]) and _archive_ends_at(blocks, int(following[-1]))
@@ -116,7 +118,7 @@ def index_window(data: bytes) -> tuple:
     sample_first = np.flatnonzero(new_sample)
     sample_last = np.append(sample_first[1:], len(members)) - 1
     # a sample is complete when its last member is and the next sample (or the archive's end) has begun
-    usable = member_complete[sample_last] & (sample_last < len(members) - 1) | (finished & member_complete[sample_last])
+    usable = member_complete[sample_last] & ((sample_last < len(members) - 1) | finished)
     count = int(np.argmin(usable)) if not usable.all() else len(usable)
     sample_first, sample_last = sample_first[:count], sample_last[:count]
     used = int(sample_last[-1]) + 1 if count else 0  # members of the complete samples
@@ -126,6 +128,7 @@ def index_window(data: bytes) -> tuple:
     extension_codes = extension_codes[:used]
     samples = WindowSamples(
         data=data,
+        offset=0,
         keys=[k.decode("utf-8", "surrogateescape") for k in keys_bytes[sample_first].tolist()],
         starts=member_start[sample_first],
         ends=following[members[sample_last]] * BLOCK if count else np.zeros(0, np.int64),
@@ -135,6 +138,28 @@ def index_window(data: bytes) -> tuple:
     )
     consumed = int(samples.ends[-1]) if count else 0
     return samples, consumed, finished and count == len(usable)
+
+
+def _header_chain(blocks: np.ndarray, candidates: np.ndarray) -> tuple:
+    """The headers that follow one another from the window's first block (positions, sizes, header
+    blocks, and the block after each entry), each with a plain octal size and a matching checksum."""
+    headers = candidates
+    fields = blocks[headers]
+    # a block of image data can carry the magic by chance: read every candidate's size leniently, keep
+    # the chain from the first header, and hold only the kept headers to the strict checks
+    sizes, plain = _octal(fields[:, 124:136])
+    following = headers + 1 + (np.maximum(sizes, 0) + BLOCK - 1) // BLOCK
+    broken = np.flatnonzero(following[:-1] != headers[1:])
+    last = len(headers) - 1 if not len(broken) else broken[0]
+    if following[last] <= len(blocks) and len(broken):
+        raise NotIndexable("the headers do not follow one another")  # a header-like block inside data, or damage
+    headers, sizes, plain, fields, following = (a[:last + 1] for a in (headers, sizes, plain, fields, following))
+    checksums, checksum_plain = _octal(fields[:, 148:156])
+    if not (plain.all() and checksum_plain.all()):
+        raise NotIndexable("a header's size or checksum is not plain octal (base-256, damaged)")
+    if not np.array_equal(checksums, _checksums(fields)):
+        raise NotIndexable("a header's checksum does not match")
+    return headers, sizes, fields, following
 
 
 def _header_positions(blocks: np.ndarray) -> np.ndarray:
@@ -257,4 +282,4 @@ def _member_span(codes, extension: str, data_start, sizes, sample_first, count) 
 
 def _no_samples(data: bytes) -> WindowSamples:
     empty = np.zeros(0, np.int64)
-    return WindowSamples(data, [], empty, empty, empty, np.zeros((0, 2), np.int64), np.zeros((0, 2), np.int64))
+    return WindowSamples(data, 0, [], empty, empty, empty, np.zeros((0, 2), np.int64), np.zeros((0, 2), np.int64))

@@ -248,10 +248,11 @@ def _copy_shard_by_key(dataset: Dataset, shard: str, staging: Path, decide_key, 
     writer = TarShardWriter(staging, shard)
     kept = KeptMetadata(metadata)
     manifest_rows, found, seen_here = [], set(), {}
+    source = open(dataset.path / f"{shard}.tar", "rb")
     try:
         for window in indexed_samples(dataset.path / f"{shard}.tar"):
             problems = _structural_problems(window)
-            view, run_start, run_end = memoryview(window.data), 0, 0
+            view, run_start, run_end = window.data, 0, 0
             for index, key in enumerate(window.keys):
                 found.add(key)
                 problem, meta = problems[index], None
@@ -269,15 +270,17 @@ def _copy_shard_by_key(dataset: Dataset, shard: str, staging: Path, decide_key, 
                     continue
                 start, end = int(window.starts[index]), int(window.ends[index])
                 if start != run_end:  # consecutive kept samples are one write
-                    writer.write_stored(view[run_start:run_end])
+                    writer.copy_stored(source, window.offset + run_start, view[run_start:run_end])
                     run_start = start
                 run_end = end
                 kept.add(key, meta, False)
                 manifest_rows.append(manifest_io.row(key, shard, "kept", decision.reason))
-            writer.write_stored(view[run_start:run_end])
+            writer.copy_stored(source, window.offset + run_start, view[run_start:run_end])
     except BaseException:
         writer.abort()
         raise
+    finally:
+        source.close()
     missing = listed_but_missing(set(kept.row_of_key), found, shard)
     manifest_rows += [manifest_io.row(m.key, shard, "unreadable", m.reason) for m in missing]
     _finish_shard(writer, kept, metadata, staging, shard, started)
@@ -303,7 +306,7 @@ def _structural_problems(window) -> list:
             problems[index] = EMPTY_IMAGE
         elif caption_start < 0:
             problems[index] = NO_CAPTION
-        elif not captions_ok and not _is_utf8(window.data[caption_start:caption_end]):
+        elif not captions_ok and not _is_utf8(bytes(window.data[caption_start:caption_end])):
             problems[index] = CAPTION_NOT_UTF8
     return problems
 
@@ -319,7 +322,7 @@ def _is_utf8(data: bytes) -> bool:
 def _parse_sample_json(window, index: int) -> tuple:
     start, end = window.meta[index].tolist()
     try:
-        return parse_meta(window.data[start:end] if start >= 0 else None), ""
+        return parse_meta(bytes(window.data[start:end]) if start >= 0 else None), ""
     except ValueError as error:
         return None, unreadable_json(error)
 
