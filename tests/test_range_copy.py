@@ -214,3 +214,21 @@ def test_a_key_decision_may_not_change_a_sample(make_synthetic, tmp_path):
     with pytest.raises(ValueError, match="may only keep or remove"):
         write_dataset(open_dataset(data), tmp_path / "out", ByKey(lambda key: Keep(caption="new")),
                       progress=False, verify_images=False)
+
+
+def test_without_a_kernel_copy_the_ranges_are_written_from_the_mapping(make_synthetic, tmp_path, monkeypatch):
+    """Where os.copy_file_range fails (another filesystem, an old kernel), the same bytes are written."""
+    import errno
+    import os
+
+    calls = []
+
+    def no_kernel_copy(*args):
+        calls.append(args)
+        raise OSError(errno.EXDEV, "cross-device")
+
+    monkeypatch.setattr(os, "copy_file_range", no_kernel_copy)
+    data = make_synthetic(n=300, fmt="webdataset", inject=0.05, seed=0)
+    ranges, blocks = write_both(data, tmp_path)
+    assert calls, "the range copy did not try the kernel copy"
+    assert_same_output(ranges, blocks)
