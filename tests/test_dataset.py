@@ -16,6 +16,7 @@ from dataio.errors import DataError, UsageError
 from dataio.manifest import read_manifest
 from dataio.reader import open_dataset
 from dataio.writer import Keep, Remove, write_dataset
+from tar_files import tar_members, write_tar
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -276,26 +277,13 @@ def test_shard_parquet_reuses_the_input_rows_and_keeps_failed_downloads(make_syn
 # ---- bad input -------------------------------------------------------------------------------
 
 
-def _tar_members(path):
-    with tarfile.open(path) as archive:
-        return [(m.name, archive.extractfile(m).read()) for m in archive.getmembers() if m.isfile()]
-
-
-def _write_tar(path, members):
-    with tarfile.open(path, "w") as archive:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-
-
 @pytest.fixture
 def damaged(make_synthetic, tmp_path):
     """A webdataset copy whose first shard has one sample broken in each way a download can break."""
     folder = tmp_path / "damaged"
     shutil.copytree(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1), folder)
     first = sorted(folder.glob("*.tar"))[0]
-    members = _tar_members(first)
+    members = tar_members(first)
     keys = list(dict.fromkeys(name.split(".")[0] for name, _ in members))
     broken = {
         keys[0]: "corrupt image",
@@ -318,8 +306,8 @@ def damaged(make_synthetic, tmp_path):
     # a duplicate: the second shard carries the first shard's fifth sample again
     second = sorted(folder.glob("*.tar"))[1]
     duplicate = [(n, d) for n, d in members if n.split(".")[0] == keys[4]]
-    _write_tar(first, rewritten)
-    _write_tar(second, _tar_members(second) + duplicate)
+    write_tar(first, rewritten)
+    write_tar(second, tar_members(second) + duplicate)
     return folder, broken, keys[4]
 
 

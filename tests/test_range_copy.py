@@ -9,7 +9,6 @@ hand the shard to the block-by-block path rather than guess.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import tarfile
@@ -22,6 +21,7 @@ from dataio import formats
 from dataio.reader import open_dataset
 from dataio.tar_index import BLOCK, NotIndexable, indexed_samples
 from dataio.writer import ByKey, Keep, Remove, write_dataset
+from tar_files import tar_members, write_tar
 
 
 def drop_some(key: str):
@@ -91,26 +91,13 @@ def test_index_agrees_with_the_block_parser_for_every_window_size(make_synthetic
         assert seen == list(expected), window
 
 
-def _members(path):
-    with tarfile.open(path) as archive:
-        return [(m.name, archive.extractfile(m).read()) for m in archive.getmembers() if m.isfile()]
-
-
-def _write_tar(path, members, fmt=tarfile.GNU_FORMAT):
-    with tarfile.open(path, "w", format=fmt) as archive:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-
-
 @pytest.fixture
 def broken_shard(make_synthetic, tmp_path):
     """A webdataset whose first shard holds each break the range copy must report as the reader does."""
     folder = tmp_path / "broken"
     shutil.copytree(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1), folder)
     shards = sorted(folder.glob("*.tar"))
-    members = _members(shards[0])
+    members = tar_members(shards[0])
     keys = list(dict.fromkeys(name.split(".")[0] for name, _ in members))
     changed = []
     for name, data in members:
@@ -126,9 +113,9 @@ def broken_shard(make_synthetic, tmp_path):
         elif key == keys[4]:
             continue  # listed as downloaded, missing from the shard
         changed.append((name, data))
-    _write_tar(shards[0], changed)
+    write_tar(shards[0], changed, tarfile.GNU_FORMAT)
     # the first shard's sixth sample again in the second shard: a duplicate key
-    _write_tar(shards[1], _members(shards[1]) + [(n, d) for n, d in members if n.split(".")[0] == keys[5]])
+    write_tar(shards[1], tar_members(shards[1]) + [(n, d) for n, d in members if n.split(".")[0] == keys[5]])
     return folder, keys
 
 
@@ -144,12 +131,6 @@ def test_broken_samples_get_the_readers_reasons(broken_shard, tmp_path):
     assert reasons[keys[3]] == "no image file"
     assert reasons[keys[4]].startswith("listed as downloaded")
     assert reasons.str.startswith("duplicate key").sum() == 1
-
-
-def _shard_with(folder, change):
-    shard = sorted(folder.glob("*.tar"))[0]
-    _write_tar(shard, change(_members(shard)))
-    return shard
 
 
 @pytest.mark.parametrize("case", ["long name", "renaming pax record", "folder in name", "header-like image bytes"])
@@ -171,7 +152,7 @@ def test_what_the_index_cannot_vouch_for_goes_to_the_reader(case, make_synthetic
         return members[:image] + [(members[image][0], bytes(fake))] + members[image + 1:]
 
     shard = sorted(folder.glob("*.tar"))[0]
-    _write_tar(shard, change(_members(shard)), tarfile.PAX_FORMAT if case == "renaming pax record" else tarfile.GNU_FORMAT)
+    write_tar(shard, change(tar_members(shard)), tarfile.PAX_FORMAT if case == "renaming pax record" else tarfile.GNU_FORMAT)
     with pytest.raises(NotIndexable):
         list(indexed_samples(shard))
     ranges, blocks = write_both(folder, tmp_path)
@@ -195,10 +176,10 @@ def test_json_is_parsed_only_where_the_metadata_table_lacks_the_key(make_synthet
     folder = tmp_path / "data"
     shutil.copytree(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1), folder)
     shard = sorted(folder.glob("*.tar"))[0]
-    members = _members(shard)
+    members = tar_members(shard)
     keys = list(dict.fromkeys(name.split(".")[0] for name, _ in members))
     broken = [(n, b"{not json" if n == f"{keys[0]}.json" or n == f"{keys[1]}.json" else d) for n, d in members]
-    _write_tar(shard, broken)
+    write_tar(shard, broken, tarfile.GNU_FORMAT)
     table = pq.read_table(shard.with_suffix(".parquet"))
     pq.write_table(table.filter(pd.Series(table.column("key").to_pylist()).ne(keys[1]).to_numpy()),
                    shard.with_suffix(".parquet"))
