@@ -111,7 +111,7 @@ def index_window(data: bytes) -> tuple:
         raise NotIndexable("a pax record describes no member")
     if not len(members):  # the window holds only the pax entries of a member that starts after it
         return _no_samples(data), 0, False
-    keys_bytes, extension_codes = _names(fields[members])
+    keys_bytes, extension_codes = _names(fields[members, :NAME_WIDTH], fields[members, 345])
     first_entry = np.concatenate(([0], members[:-1] + 1))
     new_sample = np.ones(len(members), bool)
     new_sample[1:] = keys_bytes[1:] != keys_bytes[:-1]
@@ -172,20 +172,28 @@ def _header_positions(blocks: np.ndarray) -> np.ndarray:
 def _octal(fields: np.ndarray) -> tuple:
     """Octal numbers as tarfile and GNU tar write them (digits from the field's first byte, then NULs or
     spaces), and which rows are written so; other rows (base-256, leading spaces, empty) get -1."""
+    digits = fields - np.uint8(ord("0"))  # wraps below "0", so one comparison finds the digits
+    is_digit = digits < 8
+    width = int(np.argmin(is_digit[0])) if not is_digit[0].all() else fields.shape[1]
+    padding = fields[:, width:]
+    if width and is_digit[:, :width].all() and ((padding == 0) | (padding == ord(" "))).all():
+        # every row as wide as the first (writers pad to a fixed width): one exact float product
+        powers = 8.0 ** np.arange(width - 1, -1, -1)
+        return (digits[:, :width] @ powers).astype(np.int64), np.ones(len(fields), bool)
+    return _octal_row_by_row(fields)
+
+
+def _octal_row_by_row(fields: np.ndarray) -> tuple:
     digits = fields.astype(np.int64) - ord("0")
     is_digit = (digits >= 0) & (digits < 8)
     length = np.where(is_digit.all(axis=1), fields.shape[1], is_digit.argmin(axis=1))
     after = np.arange(fields.shape[1]) >= length[:, None]
     padding_ok = ((fields == 0) | (fields == ord(" ")) | ~after).all(axis=1)
     plain = (length > 0) & padding_ok
-    if (length == length[0]).all():  # fixed-width fields, as every common writer pads them: one product
-        powers = 8 ** np.arange(length[0] - 1, -1, -1, dtype=np.int64)
-        value = digits[:, :length[0]] @ powers
-    else:
-        value = np.zeros(len(fields), np.int64)
-        for column in range(fields.shape[1]):
-            inside = column < length
-            value = np.where(inside, value * 8 + np.where(inside, digits[:, column], 0), value)
+    value = np.zeros(len(fields), np.int64)
+    for column in range(fields.shape[1]):
+        inside = column < length
+        value = np.where(inside, value * 8 + np.where(inside, digits[:, column], 0), value)
     return np.where(plain, value, -1), plain
 
 
@@ -224,16 +232,16 @@ def _check_pax_records(blocks: np.ndarray, headers, sizes, following, kinds) -> 
         raise NotIndexable("a pax record renames or resizes a member")
 
 
-def _names(fields: np.ndarray) -> tuple:
+def _names(name_fields: np.ndarray, prefix_start: np.ndarray) -> tuple:
     """Each member's key (bytes up to the first dot) as a numpy bytes array, and its extension's code
     (the index in EXTENSIONS, or -1 for another extension)."""
-    used = np.flatnonzero(fields[:, :NAME_WIDTH].any(axis=0))
+    used = np.flatnonzero(name_fields.any(axis=0))
     width = int(used[-1]) + 2 if len(used) else 1  # the names' bytes and at least one NUL column after
-    names = fields[:, :min(width, NAME_WIDTH)]
+    names = name_fields[:, :min(width, NAME_WIDTH)]
     is_end = names == 0
     length = np.where(is_end.any(axis=1), is_end.argmax(axis=1), names.shape[1])
     within = np.arange(names.shape[1]) < length[:, None]
-    if ((names == ord("/")) & within).any() or fields[:, 345].any():
+    if ((names == ord("/")) & within).any() or prefix_start.any():
         raise NotIndexable("member names with folders or a ustar name prefix")
     is_dot = (names == ord(".")) & within
     dot = np.where(is_dot.any(axis=1), is_dot.argmax(axis=1), length)

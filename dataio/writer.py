@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -253,9 +254,9 @@ def _copy_shard_by_key(dataset: Dataset, shard: str, staging: Path, decide_key, 
         for window in indexed_samples(dataset.path / f"{shard}.tar"):
             problems = _structural_problems(window)
             view, run_start, run_end = window.data, 0, 0
+            found.update(window.keys)
             for index, key in enumerate(window.keys):
-                found.add(key)
-                problem, meta = problems[index], None
+                problem, meta = problems.get(index, ""), None
                 if not problem and key not in kept.row_of_key:  # its metadata row must come from its json
                     meta, problem = _parse_sample_json(window, index)
                 if not problem and (key in seen_keys or key in seen_here):
@@ -288,26 +289,21 @@ def _copy_shard_by_key(dataset: Dataset, shard: str, staging: Path, decide_key, 
     return manifest_rows
 
 
-def _structural_problems(window) -> list:
-    """Per sample of an indexed window, why the reader would call it unreadable without parsing its json
-    or decoding its image ("" where nothing is wrong); the checks in `reader._to_record`'s order."""
-    problems = [""] * len(window.keys)
-    captions = [window.data[start:end] for start, end in window.caption.tolist() if start >= 0]
+def _structural_problems(window) -> dict:
+    """Index -> why the reader would call that sample of an indexed window unreadable, found without
+    parsing its json or decoding its image; the checks in `reader._to_record`'s order."""
+    image_size, caption_start = window.image_size, window.caption[:, 0]
+    problems = {}
+    for reason, broken in ((NO_IMAGE, image_size < 0), (EMPTY_IMAGE, image_size == 0),
+                           (NO_CAPTION, (image_size > 0) & (caption_start < 0))):
+        problems.update((index, reason) for index in np.flatnonzero(broken).tolist())
+    spans = window.caption.tolist()
     try:
-        b"".join(captions).decode("utf-8")
-        captions_ok = True
+        b"".join(window.data[start:end] for start, end in spans if start >= 0).decode("utf-8")
     except UnicodeDecodeError:  # a multi-byte character may also straddle two captions: check each
-        captions_ok = False
-    for index, ((caption_start, caption_end), image_size) in enumerate(zip(window.caption.tolist(),
-                                                                           window.image_size.tolist())):
-        if image_size < 0:
-            problems[index] = NO_IMAGE
-        elif image_size == 0:
-            problems[index] = EMPTY_IMAGE
-        elif caption_start < 0:
-            problems[index] = NO_CAPTION
-        elif not captions_ok and not _is_utf8(bytes(window.data[caption_start:caption_end])):
-            problems[index] = CAPTION_NOT_UTF8
+        for index, (start, end) in enumerate(spans):
+            if index not in problems and not _is_utf8(bytes(window.data[start:end])):
+                problems[index] = CAPTION_NOT_UTF8
     return problems
 
 

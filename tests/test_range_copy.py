@@ -213,3 +213,21 @@ def test_without_a_kernel_copy_the_ranges_are_written_from_the_mapping(make_synt
     ranges, blocks = write_both(data, tmp_path)
     assert calls, "the range copy did not try the kernel copy"
     assert_same_output(ranges, blocks)
+
+
+@pytest.mark.parametrize("rows", [
+    [b"00000001750\0", b"00000000017\0"],  # fixed width, as tarfile writes sizes
+    [b"1750\0       ", b"17 \0\0\0\0\0\0\0\0\0"],  # widths that differ row to row
+    [b"00000001750\0", b"  1750\0\0\0\0\0\0", b"\x80\0\0\0\0\0\0\0\0\0\x07\xd0", b"\0" * 12],  # not plain
+])
+def test_octal_fields_are_read_as_tarfile_reads_plain_ones(rows):
+    import numpy as np
+
+    from dataio.tar_index import _octal
+
+    values, plain = _octal(np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), 12))
+    for row, value, is_plain in zip(rows, values.tolist(), plain.tolist()):
+        digits = row.split(b"\0", 1)[0].rstrip(b" ")
+        expected_plain = bool(digits) and all(48 <= c < 56 for c in digits) and not row.startswith(b" ")
+        assert is_plain == expected_plain, row
+        assert value == (int(digits, 8) if expected_plain else -1), row
