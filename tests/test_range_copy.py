@@ -13,13 +13,14 @@ import json
 import shutil
 import tarfile
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from dataio import formats
 from dataio.reader import open_dataset
-from dataio.tar_index import BLOCK, NotIndexable, indexed_samples
+from dataio.tar_index import BLOCK, NotIndexable, _octal, indexed_samples
 from dataio.writer import ByKey, Keep, Remove, write_dataset
 from tar_files import tar_members, write_tar
 
@@ -221,13 +222,10 @@ def test_without_a_kernel_copy_the_ranges_are_written_from_the_mapping(make_synt
     [b"00000001750\0", b"  1750\0\0\0\0\0\0", b"\x80\0\0\0\0\0\0\0\0\0\x07\xd0", b"\0" * 12],  # not plain
 ])
 def test_octal_fields_are_read_as_tarfile_reads_plain_ones(rows):
-    import numpy as np
-
-    from dataio.tar_index import _octal
-
     values, plain = _octal(np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), 12))
     for row, value, is_plain in zip(rows, values.tolist(), plain.tolist()):
+        # plain: octal digits from the first byte, then only NULs or spaces (a leading space is not)
         digits = row.split(b"\0", 1)[0].rstrip(b" ")
-        expected_plain = bool(digits) and all(48 <= c < 56 for c in digits) and not row.startswith(b" ")
+        expected_plain = bool(digits) and all(ord("0") <= c <= ord("7") for c in digits)
         assert is_plain == expected_plain, row
-        assert value == (int(digits, 8) if expected_plain else -1), row
+        assert value == (tarfile.nti(row) if expected_plain else -1), row
