@@ -23,12 +23,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataio.atomic import atomic_write, temporary_name
+from dataio.errors import DataError
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 PARQUET_BATCH_ROWS = 512
 BLOCKSIZE = tarfile.BLOCKSIZE
 ZERO_BLOCK = bytes(BLOCKSIZE)
 TAR_WINDOW = TAR_WRITE_BUFFER = 1 << 20
+TAR_COPY_CHUNK = 8 << 20  # a range copied without the kernel's help, read this much at a time
 CHECKSUM_FIELD_AS_SPACES = 8 * ord(" ")
 # entries that describe the member after them (GNU long names, pax records) or the archive (global pax)
 EXTENSION_TYPES = frozenset((tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
@@ -333,28 +335,29 @@ class TarShardWriter:
         """Bytes copied as they are from a shard: whole entries (headers, data, padding), never a part."""
         self.stream.write(data)
 
-    def copy_stored(self, source, offset: int, data) -> None:
-        """`data`, which lies at `offset` in the open file `source`, copied inside the kernel where it can
-        (os.copy_file_range: no pass through this process's memory), else written from `data`."""
-        if not data:
-            return
-        if self.kernel_copy:
+    def copy_range(self, source, offset: int, length: int) -> None:
+        """`length` bytes at `offset` of the open shard file `source` (whole entries: headers, data, padding),
+        copied inside the kernel where it can (os.copy_file_range: no pass through this process's memory),
+        else read and written in chunks."""
+        end = offset + length
+        if self.kernel_copy and offset < end:
             self.stream.flush()
             try:
-                copied = 0
-                while copied < len(data):
-                    done = os.copy_file_range(source.fileno(), self.stream.fileno(), len(data) - copied, offset + copied)
+                while offset < end:
+                    done = os.copy_file_range(source.fileno(), self.stream.fileno(), end - offset, offset)
                     if done == 0:
-                        break
-                    copied += done
-                self.stream.seek(0, os.SEEK_END)
-                if copied == len(data):
-                    return
-                data = data[copied:]
+                        break  # the source is shorter than its index said: the reads below report it
+                    offset += done
             except OSError:  # no such call for these files (another filesystem, an old kernel)
                 self.kernel_copy = False
-                self.stream.seek(0, os.SEEK_END)
-        self.stream.write(data)
+            self.stream.seek(0, os.SEEK_END)
+        while offset < end:
+            chunk = os.pread(source.fileno(), min(end - offset, TAR_COPY_CHUNK), offset)
+            if not chunk:
+                raise DataError(f"{source.name}: ended at byte {offset} while {end - offset} more were being "
+                                "copied; was it changed during the rewrite? Run again")
+            self.stream.write(chunk)
+            offset += len(chunk)
 
     def _add_caption_members(self, stem: str, caption: str, meta: dict) -> None:
         self._add(f"{stem}.txt", caption.encode("utf-8"))

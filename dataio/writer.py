@@ -26,8 +26,11 @@ Example (a two-sample webdataset written by hand, then filtered):
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -119,11 +122,13 @@ def write_dataset(
     progress: bool = True,
     extra_files: Optional[dict] = None,
     verify_images: bool = True,
+    threads: Optional[int] = None,
 ) -> WriteResult:
     """Copy `dataset` to `out` in the same format, applying `decide` to every readable sample.
 
     `extra_files` maps file names to bytes written beside the shards (a recipe, a README).
     `verify_images=False` skips decoding each image: faster, but a corrupt image is copied as it is.
+    `threads`: for a key-only decision (ByKey), how many shards are indexed and copied at once.
     Several processes can share the work: `start_output`, `write_shards` (each its own shards) and
     `finish_output` are the three parts of this function (mitigation.parallel runs them under torchrun).
     """
@@ -131,7 +136,7 @@ def write_dataset(
     staging = start_output(dataset, out, overwrite)
     try:
         written = write_shards(dataset, dataset.shards, staging, decide, verify_images, progress,
-                               out_name=Path(out).name)
+                               out_name=Path(out).name, threads=threads)
         return finish_output(staging, out, written, extra_files, started)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -168,15 +173,33 @@ def start_output(dataset: Dataset, out: Union[str, Path], overwrite: bool = Fals
 
 
 def write_shards(dataset: Dataset, shards: list, staging: Path, decide, verify_images: bool = True,
-                 progress: bool = True, out_name: str = "") -> ShardsWritten:
+                 progress: bool = True, out_name: str = "", threads: Optional[int] = None) -> ShardsWritten:
     """Write `shards` (a subset of the dataset's, or all) into `staging`. A key seen in an earlier shard
-    of this call is a duplicate: unreadable, not written again."""
-    seen_keys: dict = {}
-    written = ShardsWritten()
-    bar = tqdm(shards, desc=f"writing {out_name or staging.name}", unit="shard", disable=not progress)
-    for shard in bar:
-        written.rows_by_shard[shard] = _write_shard(dataset, shard, staging, decide, verify_images, seen_keys)
-    return written
+    of this call is a duplicate: unreadable, not written again.
+
+    A key-only decision on a webdataset without `verify_images` (see ByKey) indexes and copies shards on
+    `threads` threads (default: this process's share of the cores, at most MAX_THREADS); decisions and
+    duplicates are still settled one shard after another, in order, so the output is the same.
+    """
+    bar = tqdm(total=len(shards), desc=f"writing {out_name or staging.name}", unit="shard", disable=not progress)
+    with bar:
+        if dataset.format == "webdataset" and not verify_images and isinstance(decide, ByKey):
+            return _copy_shards_by_key(dataset, shards, staging, decide, threads or default_threads(), bar)
+        seen_keys: dict = {}
+        written = ShardsWritten()
+        for shard in shards:
+            written.rows_by_shard[shard] = _write_shard(dataset, shard, staging, decide, verify_images, seen_keys)
+            bar.update()
+        return written
+
+
+MAX_THREADS = 4  # past this the disk, not the CPU, limits a range copy
+
+
+def default_threads() -> int:
+    """This process's share of its cores (torchrun's ranks on one node share them), 1 to MAX_THREADS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_THREADS, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
 
 
 def finish_output(staging: Path, out: Union[str, Path], written: ShardsWritten, extra_files: Optional[dict],
@@ -211,11 +234,6 @@ def _replace_folder(staging: Path, out: Path) -> None:
 def _write_shard(dataset: Dataset, shard: str, staging: Path, decide, verify_images: bool, seen_keys: dict) -> list:
     started = time.time()
     metadata = dataset.metadata(shard)
-    if dataset.format == "webdataset" and not verify_images and isinstance(decide, ByKey):
-        try:
-            return _copy_shard_by_key(dataset, shard, staging, decide.on_key, seen_keys, metadata, started)
-        except NotIndexable:
-            pass  # what the index cannot vouch for, the block-by-block reader reads (or reports) below
     schema = metadata.schema if metadata is not None else None
     writer = _shard_writer(dataset.format, staging, shard, schema)
     kept = KeptMetadata(metadata)
@@ -242,69 +260,156 @@ def _write_shard(dataset: Dataset, shard: str, staging: Path, decide, verify_ima
     return manifest_rows
 
 
-def _copy_shard_by_key(dataset: Dataset, shard: str, staging: Path, decide_key, seen_keys: dict, metadata,
-                       started: float) -> list:
-    """`_write_shard` for a key-only decision: kept samples copied as byte ranges of the shard. Raises
-    NotIndexable before anything is recorded in `seen_keys` or left in `staging`."""
-    writer = TarShardWriter(staging, shard)
-    kept = KeptMetadata(metadata)
-    manifest_rows, found, seen_here = [], set(), {}
-    source = open(dataset.path / f"{shard}.tar", "rb")
+def _copy_shards_by_key(dataset: Dataset, shards: list, staging: Path, decide: ByKey, threads: int,
+                        bar) -> ShardsWritten:
+    """write_shards for a key-only decision, as a pipeline: shards are indexed (`_index_shard`) and copied
+    (`_copy_ranges`) on the pool, up to `threads` ahead, while this thread decides them in shard order. A
+    shard the index cannot vouch for is written by `_write_shard`, here, in its turn."""
+    seen_keys: dict = {}
+    written = ShardsWritten()
+    pending = iter(shards)
+    indexing: deque = deque()
+    copying: deque = deque()
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="range-copy")
+
+    def index_ahead() -> None:
+        while len(indexing) < threads:
+            shard = next(pending, None)
+            if shard is None:
+                return
+            indexing.append((shard, pool.submit(_index_shard, dataset, shard)))
+
     try:
-        for window in indexed_samples(dataset.path / f"{shard}.tar"):
-            problems = _structural_problems(window)
-            view, run_start, run_end = window.data, 0, 0
-            found.update(window.keys)
-            for index, key in enumerate(window.keys):
-                problem, meta = problems.get(index, ""), None
-                if not problem and key not in kept.row_of_key:  # its metadata row must come from its json
-                    meta, problem = _parse_sample_json(window, index)
-                if not problem and (key in seen_keys or key in seen_here):
-                    problem = f"duplicate key (first seen in shard {seen_keys.get(key) or seen_here[key]})"
-                if problem:
-                    manifest_rows.append(manifest_io.row(key, shard, "unreadable", problem))
-                    continue
-                seen_here[key] = shard
-                decision = _key_only(decide_key(key), key)
-                if isinstance(decision, Remove):
-                    manifest_rows.append(manifest_io.row(key, shard, "removed", decision.reason))
-                    continue
-                start, end = int(window.starts[index]), int(window.ends[index])
-                if start != run_end:  # consecutive kept samples are one write
-                    writer.copy_stored(source, window.offset + run_start, view[run_start:run_end])
-                    run_start = start
-                run_end = end
-                kept.add(key, meta, False)
-                manifest_rows.append(manifest_io.row(key, shard, "kept", decision.reason))
-            writer.copy_stored(source, window.offset + run_start, view[run_start:run_end])
+        index_ahead()
+        while indexing:
+            shard, future = indexing.popleft()
+            try:
+                index = future.result()
+            except NotIndexable:
+                index = None  # what the index cannot vouch for, the block-by-block reader reads (or reports)
+            index_ahead()
+            if index is None:
+                written.rows_by_shard[shard] = _write_shard(dataset, shard, staging, decide, False, seen_keys)
+                bar.update()
+                continue
+            ranges, kept, rows = _decide_by_key(index, decide.on_key, seen_keys)
+            written.rows_by_shard[shard] = rows
+            copying.append(pool.submit(_copy_ranges, dataset, index, ranges, kept, staging))
+            while copying and (copying[0].done() or len(copying) > threads):
+                copying.popleft().result()  # raises a copy's error here, in order
+                bar.update()
+        while copying:
+            copying.popleft().result()
+            bar.update()
+    finally:
+        # on an error, what has not started is dropped and what has is awaited, so the caller can remove
+        # the staging folder with nothing still writing into it
+        pool.shutdown(wait=True, cancel_futures=True)
+    return written
+
+
+@dataclass
+class ShardIndex:
+    """A webdataset shard as a key-only rewrite needs it: each sample's key, byte range and, where the
+    reader would call it unreadable, why; found without reading its image or (mostly) its json."""
+
+    shard: str
+    path: Path
+    metadata: Optional[pa.Table]
+    kept: "KeptMetadata"  # empty: `_decide_by_key` fills it
+    keys: list
+    starts: list  # where each sample begins in the shard file
+    ends: list
+    problems: list  # "" where the sample is readable
+    metas: dict  # sample position -> its parsed json, where the metadata table lacks its key
+    started: float
+
+
+def _index_shard(dataset: Dataset, shard: str) -> ShardIndex:
+    """Raises NotIndexable where the block-by-block reader must read the shard; touches no shared state."""
+    started = time.time()
+    path = dataset.path / f"{shard}.tar"
+    metadata = dataset.metadata(shard)
+    kept = KeptMetadata(metadata)
+    keys, starts, ends, problems, metas = [], [], [], [], {}
+    for window in indexed_samples(path):
+        window_problems = _structural_problems(window)
+        for index, key in enumerate(window.keys):
+            if not window_problems[index] and key not in kept.row_of_key:  # its row must come from its json
+                metas[len(keys) + index], window_problems[index] = _parse_sample_json(window, index)
+        keys += window.keys
+        starts += (window.starts + window.offset).tolist()
+        ends += (window.ends + window.offset).tolist()
+        problems += window_problems
+    return ShardIndex(shard, path, metadata, kept, keys, starts, ends, problems, metas, started)
+
+
+def _decide_by_key(index: ShardIndex, decide_key, seen_keys: dict) -> tuple:
+    """(byte ranges to copy, the kept samples' metadata, manifest rows) of an indexed shard; keys it keeps
+    or removes are added to `seen_keys`, so a later shard's copy of one is a duplicate."""
+    shard, kept, rows, ranges, seen_here = index.shard, index.kept, [], [], {}
+    for position, key in enumerate(index.keys):
+        problem = index.problems[position]
+        if not problem and (key in seen_keys or key in seen_here):
+            problem = f"duplicate key (first seen in shard {seen_keys.get(key) or seen_here[key]})"
+        if problem:
+            rows.append(manifest_io.row(key, shard, "unreadable", problem))
+            continue
+        seen_here[key] = shard
+        decision = _key_only(decide_key(key), key)
+        if isinstance(decision, Remove):
+            rows.append(manifest_io.row(key, shard, "removed", decision.reason))
+            continue
+        start, end = index.starts[position], index.ends[position]
+        if ranges and ranges[-1][1] == start:  # consecutive kept samples are one copy
+            ranges[-1][1] = end
+        else:
+            ranges.append([start, end])
+        kept.add(key, index.metas.get(position), False)
+        rows.append(manifest_io.row(key, shard, "kept", decision.reason))
+    missing = listed_but_missing(set(kept.row_of_key), set(index.keys), shard)
+    rows += [manifest_io.row(m.key, shard, "unreadable", m.reason) for m in missing]
+    seen_keys.update(seen_here)
+    return ranges, kept, rows
+
+
+def _copy_ranges(dataset: Dataset, index: ShardIndex, ranges: list, kept: "KeptMetadata", staging: Path) -> None:
+    writer = TarShardWriter(staging, index.shard)
+    try:
+        with open(index.path, "rb") as source:
+            for start, end in ranges:
+                writer.copy_range(source, start, end - start)
     except BaseException:
         writer.abort()
         raise
-    finally:
-        source.close()
-    missing = listed_but_missing(set(kept.row_of_key), found, shard)
-    manifest_rows += [manifest_io.row(m.key, shard, "unreadable", m.reason) for m in missing]
-    _finish_shard(writer, kept, metadata, staging, shard, started)
-    seen_keys.update(seen_here)
-    return manifest_rows
+    _finish_shard(writer, kept, index.metadata, staging, index.shard, index.started)
 
 
-def _structural_problems(window) -> dict:
-    """Index -> why the reader would call that sample of an indexed window unreadable, found without
-    parsing its json or decoding its image; the checks in `reader._to_record`'s order."""
+def _structural_problems(window) -> list:
+    """Per sample of an indexed window, why the reader would call it unreadable ("" if it would not), found
+    without parsing its json or decoding its image; the checks in `reader._to_record`'s order."""
     image_size, caption_start = window.image_size, window.caption[:, 0]
-    problems = {}
+    problems = [""] * len(window.keys)
     for reason, broken in ((NO_IMAGE, image_size < 0), (EMPTY_IMAGE, image_size == 0),
                            (NO_CAPTION, (image_size > 0) & (caption_start < 0))):
-        problems.update((index, reason) for index in np.flatnonzero(broken).tolist())
-    spans = window.caption.tolist()
+        for index in np.flatnonzero(broken).tolist():
+            problems[index] = reason
     try:
-        b"".join(window.data[start:end] for start, end in spans if start >= 0).decode("utf-8")
+        _caption_bytes(window).decode("utf-8")
     except UnicodeDecodeError:  # a multi-byte character may also straddle two captions: check each
-        for index, (start, end) in enumerate(spans):
-            if index not in problems and not _is_utf8(bytes(window.data[start:end])):
+        for index, (start, end) in enumerate(window.caption.tolist()):
+            if not problems[index] and not _is_utf8(bytes(window.data[start:end])):
                 problems[index] = CAPTION_NOT_UTF8
     return problems
+
+
+def _caption_bytes(window) -> bytes:
+    """Every caption of the window, one after another, gathered with one numpy index."""
+    spans = window.caption[window.caption[:, 0] >= 0]
+    lengths = spans[:, 1] - spans[:, 0]
+    first_of_each = np.cumsum(lengths) - lengths
+    positions = np.arange(int(lengths.sum())) + np.repeat(spans[:, 0] - first_of_each, lengths)
+    return np.frombuffer(window.data, np.uint8)[positions].tobytes()
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -8,8 +8,10 @@ hand the shard to the block-by-block path rather than guess.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import shutil
 import tarfile
 
@@ -19,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataio import formats
+from dataio.errors import DataError
 from dataio.reader import open_dataset
 from dataio.tar_index import BLOCK, NotIndexable, _octal, indexed_samples
 from dataio.writer import ByKey, Keep, Remove, write_dataset
@@ -134,6 +137,60 @@ def test_broken_samples_get_the_readers_reasons(broken_shard, tmp_path):
     assert reasons.str.startswith("duplicate key").sum() == 1
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_any_number_of_threads_writes_what_one_process_reading_samples_writes(broken_shard, tmp_path, threads):
+    """Shards are indexed and copied on threads, but decisions and duplicates are settled in shard order: the
+    duplicate in the second shard is still the one called unreadable, and the output is the same."""
+    folder, keys = broken_shard
+    ranges = write_dataset(open_dataset(folder), tmp_path / "ranges", ByKey(drop_some), progress=False,
+                           verify_images=False, threads=threads)
+    blocks = write_dataset(open_dataset(folder), tmp_path / "blocks", lambda sample: drop_some(sample.key),
+                           progress=False, verify_images=False)
+    assert_same_output(ranges, blocks)
+    manifest = pd.read_parquet(ranges.manifest_path)
+    duplicate = manifest[manifest.reason.str.startswith("duplicate key")]
+    assert duplicate.key.tolist() == [keys[5]] and duplicate.shard.tolist() == [sorted(p.stem for p in folder.glob("*.tar"))[1]]
+
+
+def test_an_error_on_a_copying_thread_stops_the_rewrite_and_leaves_nothing(make_synthetic, tmp_path, monkeypatch):
+    data = make_synthetic(n=300, fmt="webdataset", inject=0.05, seed=0)
+    copy_range = formats.TarShardWriter.copy_range
+
+    def fail_in_the_second_shard(writer, source, offset, length):
+        if writer.final.stem == sorted(p.stem for p in data.glob("*.tar"))[1]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        copy_range(writer, source, offset, length)
+
+    monkeypatch.setattr(formats.TarShardWriter, "copy_range", fail_in_the_second_shard)
+    with pytest.raises(OSError, match="No space left"):
+        write_dataset(open_dataset(data), tmp_path / "out", ByKey(drop_some), progress=False, verify_images=False,
+                      threads=3)
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its staging folder
+
+
+def test_a_broken_metadata_table_read_on_a_thread_is_reported_by_name(make_synthetic, tmp_path):
+    folder = tmp_path / "data"
+    shutil.copytree(make_synthetic(n=300, fmt="webdataset", inject=0.05, seed=0), folder)
+    table = sorted(folder.glob("*.parquet"))[1]
+    table.write_bytes(b"PAR1 not a parquet file")
+    with pytest.raises(DataError, match=f"{table}: cannot read the metadata parquet"):
+        write_dataset(open_dataset(folder), tmp_path / "out", ByKey(drop_some), progress=False, verify_images=False,
+                      threads=3)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_a_range_past_the_end_of_the_shard_is_an_error_naming_it(tmp_path, kernel_copy):
+    """The index saw the bytes; if the file is shorter when they are copied, it changed under the rewrite."""
+    source = tmp_path / "00000.tar"
+    source.write_bytes(bytes(4 * BLOCK))
+    writer = formats.TarShardWriter(tmp_path, "copy")
+    writer.kernel_copy = kernel_copy
+    with open(source, "rb") as stream, pytest.raises(DataError, match=f"{source}: ended at byte {4 * BLOCK}"):
+        writer.copy_range(stream, 2 * BLOCK, 4 * BLOCK)
+    writer.abort()
+
+
 @pytest.mark.parametrize("case", ["long name", "renaming pax record", "folder in name", "header-like image bytes"])
 def test_what_the_index_cannot_vouch_for_goes_to_the_reader(case, make_synthetic, tmp_path):
     folder = tmp_path / "data"
@@ -198,11 +255,8 @@ def test_a_key_decision_may_not_change_a_sample(make_synthetic, tmp_path):
                       progress=False, verify_images=False)
 
 
-def test_without_a_kernel_copy_the_ranges_are_written_from_the_mapping(make_synthetic, tmp_path, monkeypatch):
+def test_without_a_kernel_copy_the_ranges_are_read_and_written(make_synthetic, tmp_path, monkeypatch):
     """Where os.copy_file_range fails (another filesystem, an old kernel), the same bytes are written."""
-    import errno
-    import os
-
     calls = []
 
     def no_kernel_copy(*args):
