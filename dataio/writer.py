@@ -193,7 +193,8 @@ def write_shards(dataset: Dataset, shards: list, staging: Path, decide, verify_i
         return written
 
 
-MAX_THREADS = 4  # past this the disk, not the CPU, limits a range copy
+# the threads mostly wait on the disk and on the one thread that decides; more than 4 were never measured
+MAX_THREADS = 4
 
 
 def default_threads() -> int:
@@ -294,7 +295,7 @@ def _copy_shards_by_key(dataset: Dataset, shards: list, staging: Path, decide: B
                 continue
             ranges, kept, rows = _decide_by_key(index, decide.on_key, seen_keys)
             written.rows_by_shard[shard] = rows
-            copying.append(pool.submit(_copy_ranges, dataset, index, ranges, kept, staging))
+            copying.append(pool.submit(_copy_ranges, index, ranges, kept, staging))
             while copying and (copying[0].done() or len(copying) > threads):
                 copying.popleft().result()  # raises a copy's error here, in order
                 bar.update()
@@ -373,7 +374,7 @@ def _decide_by_key(index: ShardIndex, decide_key, seen_keys: dict) -> tuple:
     return ranges, kept, rows
 
 
-def _copy_ranges(dataset: Dataset, index: ShardIndex, ranges: list, kept: "KeptMetadata", staging: Path) -> None:
+def _copy_ranges(index: ShardIndex, ranges: list, kept: "KeptMetadata", staging: Path) -> None:
     writer = TarShardWriter(staging, index.shard)
     try:
         with open(index.path, "rb") as source:
