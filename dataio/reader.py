@@ -164,12 +164,17 @@ def success_row_of_key(metadata) -> dict:
     return row_of_key
 
 
+def duplicate_key(first_shard: str) -> str:
+    """Why a key already read from an earlier shard is unreadable the second time."""
+    return f"duplicate key (first seen in shard {first_shard})"
+
+
 def without_duplicates(records: Iterable, seen: dict) -> Iterator[Union[Sample, Unreadable]]:
     """Pass records through; a key already in `seen` (key -> shard) becomes an Unreadable naming the first shard."""
     for record in records:
         if isinstance(record, Sample):
             if record.key in seen:
-                yield Unreadable(record.key, f"duplicate key (first seen in shard {seen[record.key]})", record.shard)
+                yield Unreadable(record.key, duplicate_key(seen[record.key]), record.shard)
                 continue
             seen[record.key] = record.shard
         yield record

@@ -58,6 +58,7 @@ from dataio.reader import (
     Dataset,
     Sample,
     Unreadable,
+    duplicate_key,
     listed_but_missing,
     parse_meta,
     success_row_of_key,
@@ -293,9 +294,9 @@ def _copy_shards_by_key(dataset: Dataset, shards: list, staging: Path, decide: B
                 written.rows_by_shard[shard] = _write_shard(dataset, shard, staging, decide, False, seen_keys)
                 bar.update()
                 continue
-            ranges, kept, rows = _decide_by_key(index, decide.on_key, seen_keys)
+            ranges, rows = _decide_by_key(index, decide.on_key, seen_keys)
             written.rows_by_shard[shard] = rows
-            copying.append(pool.submit(_copy_ranges, index, ranges, kept, staging))
+            copying.append(pool.submit(_copy_ranges, index, ranges, staging))
             while copying and (copying[0].done() or len(copying) > threads):
                 copying.popleft().result()  # raises a copy's error here, in order
                 bar.update()
@@ -316,8 +317,7 @@ class ShardIndex:
 
     shard: str
     path: Path
-    metadata: Optional[pa.Table]
-    kept: "KeptMetadata"  # empty: `_decide_by_key` fills it
+    kept: "KeptMetadata"  # the shard's metadata table; empty of kept rows until `_decide_by_key` adds them
     keys: list
     starts: list  # where each sample begins in the shard file
     ends: list
@@ -342,21 +342,21 @@ def _index_shard(dataset: Dataset, shard: str) -> ShardIndex:
         starts += (window.starts + window.offset).tolist()
         ends += (window.ends + window.offset).tolist()
         problems += window_problems
-    return ShardIndex(shard, path, metadata, kept, keys, starts, ends, problems, metas, started)
+    return ShardIndex(shard, path, kept, keys, starts, ends, problems, metas, started)
 
 
 def _decide_by_key(index: ShardIndex, decide_key, seen_keys: dict) -> tuple:
-    """(byte ranges to copy, the kept samples' metadata, manifest rows) of an indexed shard; keys it keeps
-    or removes are added to `seen_keys`, so a later shard's copy of one is a duplicate."""
-    shard, kept, rows, ranges, seen_here = index.shard, index.kept, [], [], {}
+    """(byte ranges to copy, manifest rows) of an indexed shard, its kept samples added to `index.kept`;
+    keys it keeps or removes are added to `seen_keys`, so a later copy of one is a duplicate."""
+    shard, kept, rows, ranges = index.shard, index.kept, [], []
     for position, key in enumerate(index.keys):
         problem = index.problems[position]
-        if not problem and (key in seen_keys or key in seen_here):
-            problem = f"duplicate key (first seen in shard {seen_keys.get(key) or seen_here[key]})"
+        if not problem and key in seen_keys:
+            problem = duplicate_key(seen_keys[key])
         if problem:
             rows.append(manifest_io.row(key, shard, "unreadable", problem))
             continue
-        seen_here[key] = shard
+        seen_keys[key] = shard
         decision = _key_only(decide_key(key), key)
         if isinstance(decision, Remove):
             rows.append(manifest_io.row(key, shard, "removed", decision.reason))
@@ -370,11 +370,10 @@ def _decide_by_key(index: ShardIndex, decide_key, seen_keys: dict) -> tuple:
         rows.append(manifest_io.row(key, shard, "kept", decision.reason))
     missing = listed_but_missing(set(kept.row_of_key), set(index.keys), shard)
     rows += [manifest_io.row(m.key, shard, "unreadable", m.reason) for m in missing]
-    seen_keys.update(seen_here)
-    return ranges, kept, rows
+    return ranges, rows
 
 
-def _copy_ranges(index: ShardIndex, ranges: list, kept: "KeptMetadata", staging: Path) -> None:
+def _copy_ranges(index: ShardIndex, ranges: list, staging: Path) -> None:
     writer = TarShardWriter(staging, index.shard)
     try:
         with open(index.path, "rb") as source:
@@ -383,7 +382,7 @@ def _copy_ranges(index: ShardIndex, ranges: list, kept: "KeptMetadata", staging:
     except BaseException:
         writer.abort()
         raise
-    _finish_shard(writer, kept, index.metadata, staging, index.shard, index.started)
+    _finish_shard(writer, index.kept, index.kept.metadata, staging, index.shard, index.started)
 
 
 def _structural_problems(window) -> list:

@@ -137,6 +137,21 @@ def test_broken_samples_get_the_readers_reasons(broken_shard, tmp_path):
     assert reasons.str.startswith("duplicate key").sum() == 1
 
 
+def test_a_key_twice_in_one_shard_is_a_duplicate_there_too(make_synthetic, tmp_path):
+    folder = tmp_path / "data"
+    shutil.copytree(make_synthetic(n=60, fmt="webdataset", inject=0.1, seed=1), folder)
+    shard = sorted(folder.glob("*.tar"))[0]
+    members = tar_members(shard)
+    first_key = members[0][0].split(".")[0]
+    write_tar(shard, members + [(n, d) for n, d in members if n.split(".")[0] == first_key])
+    ranges, blocks = write_both(folder, tmp_path, on_key=lambda key: Keep())
+    assert_same_output(ranges, blocks)
+    manifest = pd.read_parquet(ranges.manifest_path)
+    duplicate = manifest[manifest.reason.str.startswith("duplicate key")]
+    assert duplicate.key.tolist() == [first_key]
+    assert duplicate.reason.tolist() == [f"duplicate key (first seen in shard {shard.stem})"]
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_any_number_of_threads_writes_what_one_process_reading_samples_writes(broken_shard, tmp_path, threads):
     """Shards are indexed and copied on threads, but decisions and duplicates are settled in shard order: the
