@@ -1,14 +1,20 @@
-"""Benchmark (not a test): detection of mis-captioned pairs across noise types and rates.
+"""Benchmark (not a test): detection of mis-captioned pairs across noise types and rates, and how well the
+canaries grade it, leave one kind out.
 
 One clean laion_subset build is shared by every cell: a fixed random subset of its pairs is copied with one
-noise type injected at one rate (demo.build.inject_swaps_into, the same function `demo-data --noise` uses),
-then `curate.flag` scores it. For every ranking: AUROC, AUPRC and precision at the noise rate, beside the
-AUROC in the unique-caption stratum. Cells: the four noise types at 10 %, cross-category and
-within-category also at 5 % and 40 %.
+noise type injected at one rate (demo.build.inject_swaps_into, the same function `demo-data --noise` uses; plus
+`unique-swap`, a kind demo-data never makes: captions that occur once swapped among themselves), then
+`curate.flag` scores it with canaries of every kind planted. For every ranking: AUROC, AUPRC and precision at
+the noise rate, beside the AUROC in the unique-caption stratum. Cells: the four noise types at 10 %,
+cross-category and within-category also at 5 % and 40 %, unique-swap at 8 %.
+
+Leave one kind out: each truth kind has the canary kind closest to it (CANARY_MATCH); the learned ranking and
+auto are fitted again on the canaries of the OTHER kinds only (the matched kind's canaries dropped from the
+table), and their true AUROC and the canaries' estimate of it are reported beside the fixed default's.
 
     python bench/detection.py [--subset 2000] [--epochs 8] [--folds 4] [--work /tmp/clipmem-bench-detection]
 
-Writes WORK/detection.json (every figure) and WORK/detection.md (the table the README quotes).
+Writes WORK/detection.json (every figure), WORK/detection.md and WORK/loko.md (the tables the README quotes).
 """
 
 from __future__ import annotations
@@ -23,14 +29,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import curate  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
 from dataio.atomic import write_json, write_text  # noqa: E402
 from dataio.reader import open_dataset  # noqa: E402
 from dataio.writer import Keep, Remove, write_dataset  # noqa: E402
 from demo.build import build_demo, inject_swaps_into  # noqa: E402
 
 CELLS = [("cross-category", 0.10), ("within-category", 0.10), ("shared-keyword", 0.10), ("boilerplate", 0.10),
-         ("cross-category", 0.05), ("within-category", 0.05), ("cross-category", 0.40), ("within-category", 0.40)]
-RANKINGS = ["combined", "combined-neighbour", "neighbour", "clipscore", "csl", "clipmem", "random"]
+         ("unique-swap", 0.08), ("cross-category", 0.05), ("within-category", 0.05), ("cross-category", 0.40),
+         ("within-category", 0.40)]
+RANKINGS = ["combined", "combined-neighbour", "neighbour", "clipscore", "csl", "clipmem", "learned", "random"]
+# The canary kind closest to each kind of simulated noise: left out when that noise is the truth.
+CANARY_MATCH = {"cross-category": "random-caption", "within-category": "image-neighbour",
+                "shared-keyword": "text-neighbour", "boilerplate": "generic", "unique-swap": "random-caption"}
+OLD_DEFAULT = "combined-neighbour"
 NOISE_FIELDS = ("injected", "noise", "original_caption", "swapped_from")
 
 
@@ -40,7 +54,10 @@ def noisy_copy(clean: Path, out: Path, keys: set, noise: str, rate: float, seed:
         return out
     samples = [s for s in open_dataset(clean).samples(keys=keys, verify_images=False)]
     rows = [{**s.meta, "caption": s.caption, "captions": list(s.captions), "key": s.key} for s in samples]
-    inject_swaps_into(rows, rate, seed, noise)
+    if noise == "unique-swap":
+        swap_unique_captions(rows, rate, seed)
+    else:
+        inject_swaps_into(rows, rate, seed, noise)
     changed = {row["key"]: row for row in rows if row.get("injected")}
 
     def decide(sample):
@@ -56,6 +73,22 @@ def noisy_copy(clean: Path, out: Path, keys: set, noise: str, rate: float, seed:
     return out
 
 
+def swap_unique_captions(rows: list, rate: float, seed: int) -> None:
+    """`rate` of the rows, all with a caption no other row has, pass their captions round in a cycle: every
+    swapped caption still occurs once, so caption frequency says nothing about it."""
+    import random
+    from collections import Counter
+
+    counts = Counter(" ".join(row["caption"].lower().split()) for row in rows)
+    unique = [i for i, row in enumerate(rows) if counts[" ".join(row["caption"].lower().split())] == 1]
+    chosen = random.Random(f"unique-swap:{seed}").sample(unique, min(len(unique), round(rate * len(rows))))
+    originals = [(rows[i]["caption"], list(rows[i]["captions"]), rows[i].get("source_id")) for i in chosen]
+    for position, index in enumerate(chosen):
+        caption, captions, donor = originals[(position + 1) % len(chosen)]
+        rows[index].update(original_caption=rows[index]["caption"], caption=caption, captions=captions,
+                           swapped_from=donor, injected=True, noise="unique-swap")
+
+
 def clean_build(given, work: Path, seed: int) -> Path:
     """The clean laion_subset every cell starts from: the one given, or built once into WORK/clean."""
     work.mkdir(parents=True, exist_ok=True)
@@ -66,8 +99,6 @@ def clean_build(given, work: Path, seed: int) -> Path:
 
 
 def subset_keys(clean: Path, count: int, seed: int) -> set:
-    import numpy as np
-
     keys = sorted(s.key for s in open_dataset(clean).samples(verify_images=False))
     chosen = np.random.default_rng(seed).choice(len(keys), size=min(count, len(keys)), replace=False)
     return {keys[i] for i in chosen}
@@ -98,6 +129,70 @@ def markdown(results: list) -> str:
     return "\n".join(lines)
 
 
+def save_frames(flagged, path: Path) -> None:
+    """The cell's user rows and canary rows with every score, so `--regrade` can grade again without training."""
+    frames = pd.concat([flagged.scores.assign(canary_kind=""), flagged.canaries], ignore_index=True)
+    frames.drop(columns=[c for c in ("reasons",) if c in frames]).to_parquet(path)
+
+
+def leave_one_kind_out(frames: pd.DataFrame, noise: str, rate: float, seed: int) -> dict:
+    """The default, learned and auto rankings' true AUROC with the canaries of every kind but the one matching
+    `noise`, and what those canaries estimate; the matched kind alone estimates the default as well."""
+    from sklearn.metrics import roc_auc_score
+
+    from curate.assessment import assess
+
+    frames = frames.drop(columns=["rank_learned"])
+    users = frames[frames["canary_kind"] == ""].drop(columns="canary_kind")
+    truth = users["injected"].to_numpy(dtype=bool)
+    canaries = frames[frames["canary_kind"] != ""]
+    matched = CANARY_MATCH[noise]
+
+    def graded(kinds: list) -> dict:
+        planted = canaries[canaries["canary_kind"].isin(kinds)]
+        union = pd.concat([users, planted.drop(columns="canary_kind")], ignore_index=True)
+        spec = pd.DataFrame({"key": planted["key"], "kind": planted["canary_kind"]})
+        result = assess(union, spec, "auto", seed)
+        true = {name: float(roc_auc_score(truth, result.frame[f"rank_{name}"])) if f"rank_{name}" in result.frame
+                else float("nan") for name in (OLD_DEFAULT, "learned", result.chosen)}
+        true["auto"] = true[result.chosen]
+        estimate = {name: result.summary["rankings"].get(name, {}).get("auroc", float("nan"))
+                    for name in (OLD_DEFAULT, "learned")}
+        estimate["auto"] = result.summary["rankings"].get(result.chosen, {}).get("auroc", float("nan"))
+        flagged_mask = np.zeros(len(result.frame), dtype=bool)
+        flagged_mask[np.argsort(-result.frame["score"].to_numpy(), kind="stable")[:int(np.ceil(rate * len(truth)))]] = True
+        return {"canaries": int(len(planted)), "chosen": result.chosen, "true": true, "estimate": estimate,
+                "precision_true": float(truth[flagged_mask].mean()),
+                "precision_estimate": result.flagged_precision(flagged_mask),
+                "noise_rate_estimate": result.summary.get("noise_rate_estimate")}
+
+    others = sorted(set(canaries["canary_kind"]) - {matched})
+    return {"matched_kind": matched, "all": graded(sorted(set(canaries["canary_kind"]))), "loko": graded(others),
+            "matched_only": graded([matched])}
+
+
+def loko_markdown(results: list) -> str:
+    lines = ["| noise | rate | old default | learned (LOKO) | auto (LOKO): chosen | estimate of auto (LOKO) | "
+             "default: estimate from matched kind | estimated / true precision at the rate (LOKO) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for cell in results:
+        loko, matched = cell["loko"]["loko"], cell["loko"]["matched_only"]
+        lines.append(
+            f"| {cell['noise']} | {cell['rate']:.0%} | {loko['true'][OLD_DEFAULT]:.3f} | {loko['true']['learned']:.3f} | "
+            f"{loko['true']['auto']:.3f}: {loko['chosen']} | {loko['estimate']['auto']:.3f} "
+            f"(error {loko['estimate']['auto'] - loko['true']['auto']:+.3f}) | {matched['estimate'][OLD_DEFAULT]:.3f} "
+            f"(error {matched['estimate'][OLD_DEFAULT] - matched['true'][OLD_DEFAULT]:+.3f}) | "
+            f"{_maybe(loko['precision_estimate'])} / {loko['precision_true']:.2f} |")
+    true = {name: [c["loko"]["loko"]["true"][name] for c in results] for name in (OLD_DEFAULT, "learned", "auto")}
+    lines.append(f"| mean | | {np.mean(true[OLD_DEFAULT]):.3f} | {np.mean(true['learned']):.3f} | "
+                 f"{np.mean(true['auto']):.3f} | | | |")
+    return "\n".join(lines)
+
+
+def _maybe(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clean", help="a clean laion_subset build (default: built into WORK/clean)")
@@ -107,6 +202,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="/tmp/clipmem-bench-detection")
     parser.add_argument("--cells", default="", help="only these cells, e.g. cross-category:0.1,boilerplate:0.1")
+    parser.add_argument("--canaries", type=float, default=0.05, help="canary fraction planted in every cell")
+    parser.add_argument("--regrade", action="store_true",
+                        help="grade the finished cells again from their saved frames (no training)")
+    parser.add_argument("--compare-without", action="store_true",
+                        help="also run each cell without canaries: what planting them does to real detection")
     args = parser.parse_args()
     work = Path(args.work)
     clean = clean_build(args.clean, work, args.seed)
@@ -114,6 +214,11 @@ def main() -> None:
     wanted = [(n, float(r)) for n, r in (c.split(":") for c in args.cells.split(",") if c)] or CELLS
     results_path = work / "detection.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else []
+    if args.regrade:
+        for cell in results:
+            frames = pd.read_parquet(work / f"{cell['noise']}_{int(cell['rate'] * 100):02d}.frames.parquet")
+            cell["loko"] = leave_one_kind_out(frames, cell["noise"], cell["rate"], args.seed)
+        write_json(results_path, results)
     done = {(r["noise"], r["rate"]) for r in results}
     for noise, rate in wanted:
         if (noise, rate) in done:
@@ -121,16 +226,30 @@ def main() -> None:
         data = noisy_copy(clean, work / f"{noise}_{int(rate * 100):02d}", keys, noise, rate, args.seed)
         started = time.time()
         flagged = curate.flag(data, work / f"{data.name}.clipmem", epochs=args.epochs, folds=args.folds,
-                              seed=args.seed, top_frac=rate, progress=False)
-        results.append({"noise": noise, "rate": rate, "pairs": len(flagged.scores),
-                        "injected": int(flagged.scores["injected"].sum()), "wall_s": round(time.time() - started),
-                        "figures": cell_figures(flagged.summary, rate), "detection": flagged.summary["detection"]})
+                              seed=args.seed, top_frac=rate, canaries=args.canaries, method=OLD_DEFAULT,
+                              progress=False)
+        cell = {"noise": noise, "rate": rate, "pairs": len(flagged.scores),
+                "injected": int(flagged.scores["injected"].sum()), "wall_s": round(time.time() - started),
+                "figures": cell_figures(flagged.summary, rate), "detection": flagged.summary["detection"],
+                "canaries": {k: v for k, v in flagged.summary["canaries"].items() if k != "rankings"},
+                "canary_grades": flagged.summary["canaries"]["rankings"],
+                "loko": None}
+        save_frames(flagged, work / f"{data.name}.frames.parquet")
+        cell["loko"] = leave_one_kind_out(pd.read_parquet(work / f"{data.name}.frames.parquet"), noise, rate, args.seed)
+        if args.compare_without:
+            without = curate.flag(data, work / f"{data.name}.nocanary.clipmem", epochs=args.epochs,
+                                  folds=args.folds, seed=args.seed, top_frac=rate, canaries=0, method=OLD_DEFAULT,
+                                  progress=False)
+            cell["without_canaries"] = cell_figures(without.summary, rate)
+        results.append(cell)
         write_json(results_path, results)  # each finished cell is kept: a rerun skips it
         print(f"{noise} {rate:.0%}: " + ", ".join(f"{k} {v['auroc']:.3f}" for k, v in results[-1]["figures"].items()),
               flush=True)
     table = markdown(results)
     write_text(work / "detection.md", table + "\n")
+    write_text(work / "loko.md", loko_markdown(results) + "\n")
     print(table)
+    print(loko_markdown(results))
 
 
 if __name__ == "__main__":

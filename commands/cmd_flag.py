@@ -13,15 +13,23 @@ import argparse
 from curate.alignment import FORMS
 from curate.memorization import DEFAULT_VIEWS
 from curate.protocols import PROTOCOLS
-from curate.rankings import ALIASES, DEFAULT_RANKING, RANKINGS
+from curate.canaries import CANARY_KINDS, DEFAULT_FRACTION
+from curate.pipeline import DEFAULT_METHOD
+from curate.rankings import ALIASES, AUTO, DEFAULT_RANKING, RANKINGS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="laion_subset", help="img2dataset output folder")
     parser.add_argument("--out", help="output folder (default: DATA.clipmem next to the data)")
-    parser.add_argument("--method", default=DEFAULT_RANKING, choices=list(RANKINGS) + list(ALIASES),
-                        help="ranking that decides what is flagged; every score is computed and reported anyway "
-                             f"('default' is an alias of {DEFAULT_RANKING})")
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=[AUTO] + list(RANKINGS) + list(ALIASES),
+                        help="ranking that decides what is flagged; every score is computed and reported anyway. "
+                             "auto: the ranking the canaries grade best on this data, the learned one included; "
+                             "learned: a logistic regression over every per-pair score, fitted on the canaries "
+                             f"(cross-fitted) ('default' is an alias of {DEFAULT_RANKING})")
+    parser.add_argument("--canaries", type=float, default=DEFAULT_FRACTION, metavar="FRAC",
+                        help="plant this fraction of known mismatched pairs (kinds: " + ", ".join(CANARY_KINDS) +
+                             "), trained on like every pair and kept out of every output, to grade every ranking "
+                             "on this data (estimated AUROC, AP, precision of the flags); 0 turns them off")
     parser.add_argument("--protocol", default="kfold", choices=list(PROTOCOLS),
                         help="kfold: K trainings score every key; paper: f/g on S_S+S_C / S_S+S_I, scores S_C")
     parser.add_argument("--folds", type=int, default=4, help="K for the kfold protocol")
@@ -35,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--top-frac", type=float, default=0.05, help="flag this fraction, most suspect first")
     group.add_argument("--threshold", type=float, help="flag rows whose score (ranking scaled to 0-1) is at least this")
+    group.add_argument("--precision", type=float, metavar="P",
+                       help="flag as many pairs as keep the canary-estimated precision at least P (instead of "
+                            "--top-frac)")
     parser.add_argument("--reuse", action="store_true", help="score again with the models a previous run saved")
     parser.add_argument("--pretrained", metavar="TAG_OR_FILE",
                         help="open_clip pretrained tag or checkpoint file: clipscore becomes that model's cosine "
@@ -54,11 +65,13 @@ def run(args: argparse.Namespace) -> int:
     from curate.outputs import format_console_summary
     from curate.pipeline import check_flag_options, flag
 
-    check_flag_options(args.method, args.protocol, args.form, args.top_frac, args.threshold, args.views, args.epochs)
+    check_flag_options(args.method, args.protocol, args.form, args.top_frac, args.threshold, args.views, args.epochs,
+                       args.canaries, args.precision)
     result = flag(args.data, args.out, method=args.method, protocol=args.protocol, folds=args.folds,
                   model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                   views=args.views, form=args.form, top_frac=args.top_frac, threshold=args.threshold,
                   reuse=args.reuse, pretrained=args.pretrained, pretrained_model=args.pretrained_model,
-                  init_from=args.init_from, sample=args.sample, progress=not args.no_progress)
+                  init_from=args.init_from, sample=args.sample, canaries=args.canaries, precision=args.precision,
+                  progress=not args.no_progress)
     print(format_console_summary(result.summary, result.out))
     return 0

@@ -15,7 +15,12 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 def top_fraction_mask(scores, top_frac: float) -> np.ndarray:
     """The ceil(top_frac * n) highest scores; ties broken by position so the count is exact."""
     scores = np.asarray(scores, dtype=float)
-    count = int(np.ceil(top_frac * len(scores))) if top_frac > 0 else 0
+    return top_count_mask(scores, int(np.ceil(top_frac * len(scores))) if top_frac > 0 else 0)
+
+
+def top_count_mask(scores, count: int) -> np.ndarray:
+    """The `count` highest scores; ties broken by position."""
+    scores = np.asarray(scores, dtype=float)
     mask = np.zeros(len(scores), dtype=bool)
     if count:
         mask[np.argsort(-scores, kind="stable")[:count]] = True

@@ -9,11 +9,13 @@ Example:
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 
-from curate.detection import detection_metrics, top_fraction_mask
-from curate.lint import caption_repeats, is_severe, lint_captions
+from curate.detection import detection_metrics, top_count_mask, top_fraction_mask
+from curate.lint import is_severe, lint_caption, normalize
 from curate.rankings import RANKINGS, add_rankings, minmax
 
 # A measurement in its own top tenth is worth naming as a reason.
@@ -23,11 +25,14 @@ CAPTION_REPEAT_STRATA = (("unique", 1, 1), ("2-9", 2, 9), ("10-99", 10, 99), ("1
 
 
 def build_scores_table(table, scored: list, measures: pd.DataFrame, csl: np.ndarray, method: str, seed: int,
-                       pretrained_cosine: np.ndarray | None = None) -> pd.DataFrame:
-    """One row per scored key with every score; `score` is `method`'s ranking scaled to [0, 1]."""
+                       pretrained_cosine: np.ndarray | None = None, canary_keys=frozenset()) -> pd.DataFrame:
+    """One row per scored key with every score; `score` is `method`'s ranking scaled to [0, 1].
+
+    Caption frequency and lint count the user's captions only: a canary's caption counts as often as the user's
+    data carries it (at least once), and planting canaries changes no user pair's statistics.
+    """
     primary = [captions[0] for captions in table.captions]
-    repeats_all = dict(zip(table.keys, caption_repeats(primary)))
-    lint_all = dict(zip(table.keys, lint_captions(primary)))
+    counts = Counter(normalize(caption) for key, caption in zip(table.keys, primary) if key not in canary_keys)
     rows = table.rows(scored).tolist()
     frame = measures.copy()
     frame.insert(1, "caption", [primary[r] for r in rows])
@@ -35,8 +40,9 @@ def build_scores_table(table, scored: list, measures: pd.DataFrame, csl: np.ndar
     frame["clipscore"] = pretrained_cosine if pretrained_cosine is not None else frame["align_g"]
     frame["csl"] = csl
     frame["random"] = np.random.default_rng(seed).random(len(frame))
-    frame["caption_repeats"] = [repeats_all[k] for k in scored]
-    frame["lint"] = ["; ".join(lint_all[k]) for k in scored]
+    frame["caption_repeats"] = [max(1, counts[normalize(primary[r])]) for r in rows]
+    frame["lint"] = ["; ".join(lint_caption(caption, repeats))
+                     for caption, repeats in zip(frame["caption"], frame["caption_repeats"])]
     for field in ("category", "injected", "noise", "original_caption"):
         values = [table.meta[r].get(field) for r in rows]
         if any(v is not None for v in values):
@@ -48,9 +54,13 @@ def build_scores_table(table, scored: list, measures: pd.DataFrame, csl: np.ndar
     return frame
 
 
-def select_flagged(frame: pd.DataFrame, top_frac: float | None, threshold: float | None) -> pd.Series:
-    """Top fraction (or score >= threshold) of the ranking, plus captions lint finds useless on their own."""
-    if threshold is not None:
+def select_flagged(frame: pd.DataFrame, top_frac: float | None, threshold: float | None,
+                   count: int | None = None) -> pd.Series:
+    """The `count` (or top fraction, or score >= threshold) most suspect rows, plus captions lint finds useless
+    on their own."""
+    if count is not None:
+        by_score = top_count_mask(frame["score"].to_numpy(), count)
+    elif threshold is not None:
         by_score = frame["score"].to_numpy() >= threshold
     else:
         by_score = top_fraction_mask(frame["score"].to_numpy(), top_frac or 0.0)

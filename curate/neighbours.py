@@ -39,27 +39,36 @@ def neighbour_distances(images: torch.Tensor, captions: torch.Tensor, k: int = D
     Neighbours come from the N pairs themselves and, if given, `reference` = (images, captions) of more
     pairs embedded by the same model (a pair is never its own neighbour).
     """
-    count = images.shape[0]
     pool_images, pool_captions = images, captions
     if reference is not None:
         pool_images, pool_captions = torch.cat([images, reference[0]]), torch.cat([captions, reference[1]])
-    k = min(k, pool_images.shape[0] - 1)
+    return neighbour_distances_in(images, captions, pool_images, pool_captions, torch.arange(images.shape[0]), k,
+                                  temperature)
+
+
+def neighbour_distances_in(images: torch.Tensor, captions: torch.Tensor, pool_images: torch.Tensor,
+                           pool_captions: torch.Tensor, excluded: torch.Tensor, k: int = DEFAULT_K,
+                           temperature: float = TEMPERATURE) -> tuple:
+    """neighbour_distances of query pairs among a pool of other pairs; `excluded[i]` is the pool row query i may
+    not take as a neighbour (itself, or the pair a canary borrowed its image from), -1 for none."""
+    k = min(k, pool_images.shape[0] - int(bool((excluded >= 0).any())))
     if k < 1:
+        count = images.shape[0]
         return torch.full((count,), float("nan")), torch.full((count,), float("nan"))
-    return (_side(images, captions, pool_images, pool_captions, k, temperature),
-            _side(captions, images, pool_captions, pool_images, k, temperature))
+    return (_side(images, captions, pool_images, pool_captions, excluded, k, temperature),
+            _side(captions, images, pool_captions, pool_images, excluded, k, temperature))
 
 
 def _side(search: torch.Tensor, compare: torch.Tensor, pool_search: torch.Tensor, pool_compare: torch.Tensor,
-          k: int, temperature: float) -> torch.Tensor:
-    """Find neighbours in `search` space; measure the pair's distance to them in `compare` space. The first
-    rows of the pool are the queries themselves."""
+          excluded: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
+    """Find neighbours in `search` space; measure the pair's distance to them in `compare` space."""
     out = torch.empty(search.shape[0])
     for start in range(0, search.shape[0], BLOCK_ROWS):
         block = slice(start, start + BLOCK_ROWS)
         similarity = search[block] @ pool_search.T
         rows = torch.arange(similarity.shape[0])
-        similarity[rows, rows + start] = -float("inf")  # a pair is not its own neighbour
+        banned = excluded[block]
+        similarity[rows[banned >= 0], banned[banned >= 0]] = -float("inf")
         nearest_similarity, nearest = similarity.topk(k, dim=1)
         weight = torch.exp(-(1 - nearest_similarity) / temperature)
         distance = 1 - (compare[block][:, None, :] * pool_compare[nearest]).sum(-1)
@@ -73,18 +82,33 @@ def held_out_rows(plan: Plan, index: int) -> torch.Tensor:
                         dtype=torch.long)
 
 
-def held_out_neighbour_scores(per_model: list, plan: Plan, k: int = DEFAULT_K) -> pd.DataFrame:
+def held_out_neighbour_scores(per_model: list, plan: Plan, k: int = DEFAULT_K,
+                              canary_images: dict | None = None) -> pd.DataFrame:
     """nbr_image, nbr_text and their sum `neighbour` per scored key, each pair measured by its held-out
-    model among the other pairs that model held out. per_model: curate.memorization.ModelMeasures."""
+    model among the other pairs that model held out. per_model: curate.memorization.ModelMeasures.
+
+    canary_images (canary key -> the key whose image it shows): canaries are measured among the user's pairs
+    only, never beside the pair that lent them its image (no real mismatched pair has its twin with the right
+    caption in the data), and are never anyone's neighbour.
+    """
+    canary_images = canary_images or {}
     image_side = np.full(len(plan.scored), np.nan)
     text_side = np.full(len(plan.scored), np.nan)
     for index, measures in enumerate(per_model):
         rows = held_out_rows(plan, index)
         if not len(rows):
             continue
-        images, captions = measures.image_embedding[rows], measures.caption_embedding[rows]
-        image_distance, text_distance = neighbour_distances(images, captions, k)
-        image_side[rows.numpy()] = image_distance.numpy()
-        text_side[rows.numpy()] = text_distance.numpy()
+        is_canary = torch.tensor([plan.scored[r] in canary_images for r in rows.tolist()], dtype=torch.bool)
+        users, canaries = rows[~is_canary], rows[is_canary]
+        images, captions = measures.image_embedding, measures.caption_embedding
+        if len(users):
+            distances = neighbour_distances(images[users], captions[users], k)
+            image_side[users.numpy()], text_side[users.numpy()] = distances[0].numpy(), distances[1].numpy()
+        if len(canaries) and len(users):
+            position = {plan.scored[r]: i for i, r in enumerate(users.tolist())}
+            excluded = torch.tensor([position.get(canary_images[plan.scored[r]], -1) for r in canaries.tolist()])
+            distances = neighbour_distances_in(images[canaries], captions[canaries], images[users], captions[users],
+                                               excluded, k)
+            image_side[canaries.numpy()], text_side[canaries.numpy()] = distances[0].numpy(), distances[1].numpy()
     return pd.DataFrame({"key": plan.scored, "nbr_image": image_side, "nbr_text": text_side,
                          "neighbour": image_side + text_side})

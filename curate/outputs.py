@@ -86,12 +86,35 @@ def _summary_lines(s: dict) -> list:
         ("image-side / text-side memorization", f"{_side(s['means']['image_mem'], '2+ image views')} / "
                                                 f"{_side(s['means']['text_mem'], '2+ caption views')}"),
     ]
+    lines += _canary_lines(s.get("canaries"))
     widest = max((m.get("pairs", 0) for m in s["detection"].values()), default=0)
     for name, metrics in s["detection"].items():
         subset = f" (the {metrics['pairs']} pairs it scores)" if metrics.get("pairs", widest) < widest else ""
         lines.append((f"detection of injected swaps: {name}",
                       f"AUROC {metrics['auroc']:.3f}, precision {metrics['precision']:.2f}, "
                       f"recall {metrics['recall']:.2f}{subset}"))
+    return lines
+
+
+def _canary_lines(canaries: dict | None) -> list:
+    """How far the flags can be trusted: the chosen ranking's grade on the canaries, the estimated precision of the
+    flagged set, the other rankings' grades, and every warning."""
+    if not canaries or not canaries["count"]:
+        return [("canaries", "none planted: the flags are not graded (--canaries 0)")] if canaries is not None else []
+    kinds = ", ".join(f"{kind} {n}" for kind, n in canaries["by_kind"].items())
+    lines = [("canaries", f"{canaries['count']} planted ({kinds}), trained on, kept out of every output")]
+    grade = canaries["rankings"].get(canaries["chosen"])
+    if grade is not None:
+        chosen = canaries["chosen"] + (" (auto)" if canaries["method_requested"] == "auto" else "")
+        lines.append(("estimated detection (canaries)",
+                      f"{chosen}: AUROC {grade['auroc']:.3f} [{grade['auroc_ci'][0]:.3f}, {grade['auroc_ci'][1]:.3f}], "
+                      f"AP {grade['ap']:.3f} [{grade['ap_ci'][0]:.3f}, {grade['ap_ci'][1]:.3f}]"))
+        precision = canaries.get("flagged_precision_estimate")
+        lines.append(("estimated precision of the flags", "n/a" if precision is None else
+                      f"{precision:.2f} (noise rate estimated at {canaries['noise_rate_estimate']:.1%})"))
+        others = sorted(((g["auroc"], name) for name, g in canaries["rankings"].items()), reverse=True)
+        lines.append(("canary AUROC of every ranking", ", ".join(f"{name} {auroc:.3f}" for auroc, name in others)))
+    lines += [("warning", text) for text in canaries["warnings"]]
     return lines
 
 

@@ -67,6 +67,11 @@ def rank_combined(table: pd.DataFrame) -> pd.Series:
     return _mean_percentile(table, combined_inputs(table))
 
 
+def rank_learned(table: pd.DataFrame) -> pd.Series:
+    """The ranking `flag` learned from its canaries (curate.trust), cross-fitted; only a flag run writes it."""
+    return table["rank_learned"]
+
+
 def rank_neighbour(table: pd.DataFrame) -> pd.Series:
     """How far a pair sits from its held-out neighbourhood (curate.neighbours)."""
     return table["neighbour"]
@@ -119,9 +124,13 @@ RANKINGS = {
                 "distance from the captions of the image's held-out neighbours and back (LEMoN-style)"),
         Ranking("combined-neighbour", rank_combined_neighbour, "rank_combined-neighbour", True,
                 "combined plus the neighbour score"),
+        Ranking("learned", rank_learned, "rank_learned", True,
+                "learned from the planted canaries over every per-pair score, cross-fitted (flag with canaries)"),
         Ranking("random", rank_random, "random", True, "random order (a baseline)"),
     )
 }
+# Not a ranking but a choice among them, for `flag --method`: the one its canaries grade best.
+AUTO = "auto"
 # Spellings kept from earlier versions: `mitigate --by default` meant the flagger's default ranking.
 ALIASES = {"default": DEFAULT_RANKING}
 

@@ -135,11 +135,13 @@ def inference_measures(per_model: list, keys: list, form: str, references: list)
     })
 
 
-def sample_references(sample_measures: list, plan) -> list:
-    """Per model, the embeddings of the sample pairs it held out: neighbours for pairs outside the sample."""
+def sample_references(sample_measures: list, plan, canary_keys=frozenset()) -> list:
+    """Per model, the embeddings of the sample pairs it held out: neighbours for pairs outside the sample.
+    Canaries are nobody's neighbour."""
     references = []
     for index, measures in enumerate(sample_measures):
         rows = held_out_rows(plan, index)
+        rows = rows[torch.tensor([plan.scored[r] not in canary_keys for r in rows.tolist()], dtype=torch.bool)]
         references.append((measures.image_embedding[rows], measures.caption_embedding[rows]))
     return references
 

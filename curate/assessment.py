@@ -1,0 +1,85 @@
+"""From the scores of user pairs and canaries together to the user's scores table, the chosen ranking and how far
+its flags can be trusted (summary.json's `canaries` entry).
+
+Example (a table where csl finds the canaries and clipscore does not):
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(1)
+    >>> n, c = 300, 40
+    >>> frame = pd.DataFrame({"key": [f"{i:04d}" for i in range(n)] + [f"canary-{i:06d}" for i in range(c)],
+    ...                       "caption": "x", "lint": "", "clipmem_raw": rng.random(n + c),
+    ...                       "csl": np.r_[rng.random(n), 1 + rng.random(c)], "clipscore": rng.random(n + c)})
+    >>> frame["rank_csl"], frame["rank_clipscore"] = frame["csl"], -frame["clipscore"]
+    >>> spec = pd.DataFrame({"key": frame["key"][n:], "kind": "random-caption"})
+    >>> result = assess(frame, spec, "auto", seed=0)
+    >>> result.chosen, len(result.frame), result.summary["count"]
+    ('csl', 300, 40)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from curate import trust
+from curate.rankings import AUTO, DEFAULT_RANKING, minmax
+from dataio.errors import UsageError
+
+
+@dataclass
+class Assessment:
+    frame: pd.DataFrame     # the user's rows only, `score` from the chosen ranking
+    chosen: str             # the ranking that decides what is flagged
+    summary: dict           # summary.json's `canaries` entry
+    flag_count: int | None  # how many to flag for a --precision target (None: top fraction or threshold)
+    canaries: pd.DataFrame | None = None  # the canaries' rows with every score and their kind, never written
+    posterior: np.ndarray | None = None  # each user pair's estimated chance of being mismatched (frame order)
+
+    def flagged_precision(self, flagged: np.ndarray) -> float | None:
+        """Estimated precision of a flagged set (a mask over the user's rows)."""
+        if self.posterior is None or not flagged.any():
+            return None
+        return round(float(self.posterior[flagged].mean()), 4)
+
+
+def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
+           precision: float | None = None) -> Assessment:
+    """Grade every ranking on the canaries, learn one from them, choose (`method` "auto") and drop the canaries."""
+    labels = frame["key"].isin(set(spec["key"])).to_numpy()
+    kinds = frame["key"].map(dict(zip(spec["key"], spec["kind"]))).fillna("")
+    count = int(labels.sum())
+    graded = count >= trust.MIN_CANARIES
+    if precision is not None and not graded:
+        raise UsageError(f"--precision needs at least {trust.MIN_CANARIES} canaries to estimate precision from; "
+                         f"{count} were planted: raise --canaries or use --top-frac")
+    if count >= trust.MIN_CANARIES // 2:  # a learned model needs a few canaries per cross-fitting fold
+        frame["rank_learned"] = trust.cross_fitted_scores(frame, labels, seed)
+    grades = trust.grade_rankings(frame, labels, kinds, seed) if graded else {}
+    chosen = _choose(method, grades, frame)
+    user = frame[~labels].copy()
+    user["clipmem"] = minmax(user["clipmem_raw"])  # normalized over the user's pairs, as without canaries
+    user["score"] = minmax(user[f"rank_{chosen}"])
+    warnings = trust.warnings_for(grades, chosen, count) if count or method == AUTO else []
+    if method not in (AUTO, chosen):
+        warnings.append(f"--method {method} needs at least {trust.MIN_CANARIES // 2} canaries; ranked by {chosen}")
+    summary = {"count": count, "by_kind": kinds[labels].value_counts().sort_index().to_dict(),
+               "method_requested": method, "chosen": chosen, "graded": graded, "rankings": grades,
+               "warnings": warnings}
+    if "rank_learned" in frame:
+        summary["learned_weights"] = trust.learned_weights(frame, labels)
+    planted = frame[labels].assign(canary_kind=kinds[labels].to_numpy())
+    if not graded:
+        return Assessment(user, chosen, summary, None, planted)
+    posterior = trust.mismatch_posterior(frame["rank_learned"].to_numpy(), labels)
+    user["mismatch_estimate"] = posterior
+    summary["noise_rate_estimate"] = round(float(np.mean(posterior)), 4)
+    flag_count = trust.count_for_precision(user["score"].to_numpy(), posterior, precision) if precision else None
+    return Assessment(user, chosen, summary, flag_count, planted, posterior)
+
+
+def _choose(method: str, grades: dict, frame: pd.DataFrame) -> str:
+    """`auto`: the best-graded ranking (the default without grades); a ranking the table cannot compute falls
+    back to the default (learned with too few canaries)."""
+    chosen = (trust.best_ranking(grades) or DEFAULT_RANKING) if method == AUTO else method
+    return chosen if f"rank_{chosen}" in frame else DEFAULT_RANKING

@@ -1,0 +1,194 @@
+"""Canaries: known mismatched pairs planted beside the user's pairs, so detection can be graded on data with no truth.
+
+A canary is an extra row: the image of one user pair with a caption that does not belong to it. No user pair is
+taken or changed; the canary is trained on exactly like a user pair (it joins the training set of every model
+that trains on its image's pair, and is held out by the models that hold that pair out), so every
+memorization-based score is defined for it. Its caption comes from a pair of the same fold (or protocol split):
+then each model has either seen the image, the caption's pair and the canary together, or none of them, and no
+user pair's held-out scores see a canary. Canary rows never leave `flag`: they are graded and dropped.
+
+Kinds, none of which needs a label the user's data may lack:
+- random-caption: the caption of another pair drawn from anywhere (a swap);
+- text-neighbour: the caption of a pair whose caption is close to this one (TF-IDF over the captions), the hard kind;
+- image-neighbour: the caption of a pair whose image is close (pixel thumbnails), the other hard kind;
+- generic: alt text nobody wrote ("view larger", "banner", "DSCF0031.JPG").
+
+Example:
+    >>> import torch
+    >>> from train.data import table_from_tensors
+    >>> table = table_from_tensors([f"{i:03d}" for i in range(40)], torch.randint(0, 255, (40, 3, 16, 16),
+    ...                            dtype=torch.uint8), [f"a {c} shape number {i}" for i, c in
+    ...                            zip(range(40), ["red", "blue"] * 20)])
+    >>> spec = plant_canaries(table, {k: i % 2 for i, k in enumerate(table.keys)}, table.keys, 0.2, seed=0)
+    >>> spec["kind"].value_counts().sort_index().tolist(), spec["key"].iloc[0]
+    ([2, 2, 2, 2], 'canary-000000')
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from curate.lint import normalize
+from curate.protocols import Plan
+from dataio.errors import UsageError
+from train.data import Table, table_from_tensors
+
+CANARY_KINDS = ("random-caption", "text-neighbour", "image-neighbour", "generic")
+DEFAULT_FRACTION = 0.02
+MAX_FRACTION = 0.2
+PREFIX = "canary-"
+SPEC_FILE = "canaries.parquet"
+# Drawn from among this many nearest pairs, so a hard canary is close without always being the single nearest.
+NEAREST = 5
+THUMBNAIL = 8
+# Kept apart from any list the demo data injects, so a canary never matches the simulated noise by wording.
+GENERIC_ALT_TEXTS = (
+    "view larger", "banner", "DSCF0031.JPG", "header image", "placeholder", "free download", "wallpaper",
+    "see more", "product image", "logo", "p1010023.jpg", "screenshot", "featured image", "pic", "unnamed",
+    "default image", "cover", "img", "graphic", "preview",
+)
+
+
+def check_fraction(fraction: float) -> None:
+    if not 0 <= fraction <= MAX_FRACTION:
+        raise UsageError(f"--canaries {fraction}: choose a fraction between 0 (off) and {MAX_FRACTION}")
+
+
+def plant_canaries(table: Table, groups: dict, eligible: list, fraction: float, seed: int,
+                   kinds: tuple = CANARY_KINDS) -> pd.DataFrame:
+    """One row per canary: key, kind, image_key (whose image it shows), caption_key (whose caption it carries;
+    empty for generic), caption, group. `groups`: key -> fold or split; `eligible`: keys an image may come from
+    (the scored keys)."""
+    count = min(int(round(fraction * len(eligible))), len(eligible))
+    if count == 0:
+        return _empty_spec()
+    rng = np.random.default_rng(seed + 15485863)
+    captions = [normalize(c[0]) for c in table.captions]
+    row_of = {key: row for row, key in enumerate(table.keys)}
+    eligible_rows = np.array([row_of[key] for key in eligible])
+    own = np.array([captions[r] for r in eligible_rows], dtype=object)
+    members = _members_by_group(eligible, groups)
+    features = {"text-neighbour": _caption_features(table, eligible_rows),
+                "image-neighbour": _image_features(table, eligible_rows)}
+    rows = []
+    for index, source in enumerate(rng.choice(len(eligible), size=count, replace=False)):
+        kind = kinds[index % len(kinds)]
+        image_key = eligible[source]
+        if kind == "generic":
+            caption_key, caption = "", GENERIC_ALT_TEXTS[int(rng.integers(len(GENERIC_ALT_TEXTS)))]
+        else:
+            candidates = members[groups[image_key]]
+            candidates = candidates[own[candidates] != own[source]]
+            if not len(candidates):
+                continue  # every pair of its group carries this caption: nothing to mismatch it with
+            donor = _draw_donor(source, candidates, features.get(kind), rng)
+            caption_key = eligible[donor]
+            caption = table.captions[eligible_rows[donor]][0]
+        rows.append({"key": f"{PREFIX}{index:06d}", "kind": kind, "image_key": image_key,
+                     "caption_key": caption_key, "caption": caption, "group": str(groups[image_key])})
+    spec = pd.DataFrame(rows) if rows else _empty_spec()
+    clash = set(spec["key"]) & set(table.keys)
+    if clash:
+        raise UsageError(f"the data has keys that look like canaries (e.g. {sorted(clash)[0]}); use --canaries 0")
+    return spec
+
+
+def _empty_spec() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=str) for c in ("key", "kind", "image_key", "caption_key", "caption",
+                                                           "group")})
+
+
+def _members_by_group(keys: list, groups: dict) -> dict:
+    """group -> positions in `keys` of its members."""
+    members = {}
+    for position, key in enumerate(keys):
+        members.setdefault(groups[key], []).append(position)
+    return {group: np.array(positions) for group, positions in members.items()}
+
+
+def _draw_donor(source: int, candidates: np.ndarray, features: np.ndarray | None, rng) -> int:
+    """Any candidate (features None), or one of the NEAREST to the source by cosine of row-normalized features."""
+    if features is None:
+        return int(candidates[rng.integers(len(candidates))])
+    similarity = features[candidates] @ features[source]
+    nearest = candidates[np.argsort(-similarity, kind="stable")[:NEAREST]]
+    return int(nearest[rng.integers(len(nearest))])
+
+
+def _caption_features(table: Table, rows: np.ndarray) -> np.ndarray:
+    """TF-IDF of the primary captions (words and word pairs), rows L2-normalized: captions that share rare words
+    are close. Dense float32: a fold's block times one row is all a draw multiplies."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = [table.captions[r][0] for r in rows]
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, max_features=4096)
+    try:
+        matrix = vectorizer.fit_transform(texts)
+    except ValueError:  # no word at all in any caption (all empty or punctuation)
+        return np.zeros((len(rows), 1), dtype=np.float32)
+    return _row_normalized(matrix.astype(np.float32).toarray())
+
+
+def _image_features(table: Table, rows: np.ndarray) -> np.ndarray:
+    """THUMBNAIL x THUMBNAIL colour thumbnails, centred per dimension: images alike in layout and colour are
+    close. The reference models are not trained yet when canaries are planted, so pixels are all there is."""
+    parts = []
+    for start in range(0, len(rows), 1024):
+        block = table.images[torch.as_tensor(rows[start:start + 1024], dtype=torch.long)].float() / 255
+        parts.append(F.adaptive_avg_pool2d(block, THUMBNAIL).flatten(1))
+    pixels = torch.cat(parts).numpy()
+    return _row_normalized(pixels - pixels.mean(axis=0, keepdims=True))
+
+
+def _row_normalized(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+def canary_table(table: Table, spec: pd.DataFrame) -> Table:
+    """The canaries as training rows: their image's pixels, their caption alone, no metadata."""
+    images = table.images[table.rows(spec["image_key"].tolist())] if len(spec) else table.images[:0]
+    return table_from_tensors(spec["key"].tolist(), images, spec["caption"].tolist(), [{} for _ in range(len(spec))])
+
+
+def with_canaries(plan: Plan, spec: pd.DataFrame) -> Plan:
+    """The plan with each canary trained, held out and scored exactly as the pair whose image it shows."""
+    if not len(spec):
+        return plan
+    source = dict(zip(spec["key"], spec["image_key"]))
+    models = []
+    for model in plan.models:
+        trains_on = set(model.train_keys)
+        extra = [key for key, image_key in source.items() if image_key in trains_on]
+        models.append(type(model)(model.name, model.train_keys + extra, model.negative_keys))
+    return Plan(plan.protocol, models, plan.scored + list(source),
+                {**plan.with_model, **{key: plan.with_model[image_key] for key, image_key in source.items()}},
+                {**plan.without_model, **{key: plan.without_model[image_key] for key, image_key in source.items()}},
+                {**plan.groups, **{key: plan.groups[image_key] for key, image_key in source.items()}})
+
+
+def save_spec(models_folder, spec: pd.DataFrame) -> None:
+    """Beside the reference models: `--reuse` rebuilds the same canaries the models trained on."""
+    from dataio.atomic import write_parquet
+
+    write_parquet(models_folder / SPEC_FILE, spec)
+
+
+def load_spec(models_folder, table: Table) -> pd.DataFrame:
+    """The canaries a previous run planted, checked against the data: each must still find its image's key and,
+    for a borrowed caption, that pair's caption (a key is a position: the data may have changed since)."""
+    path = models_folder / SPEC_FILE
+    if not path.exists():
+        return _empty_spec()
+    spec = pd.read_parquet(path)
+    row_of = {key: row for row, key in enumerate(table.keys)}
+    stale = [key for key, image_key, donor, caption in spec[["key", "image_key", "caption_key", "caption"]].itertuples(
+        index=False) if image_key not in row_of or (donor and (donor not in row_of or
+                                                             table.captions[row_of[donor]][0] != caption))]
+    if stale:
+        raise UsageError(f"{path}: {len(stale)} canaries no longer match --data (e.g. {stale[0]}); the data changed "
+                         "since the models were trained: run flag without --reuse")
+    return spec

@@ -1,0 +1,194 @@
+"""How far the flags can be trusted: every ranking graded on the planted canaries, and a ranking learned from them.
+
+The user's pairs have no truth, but the canaries do: a ranking that puts canaries above the user's pairs finds
+mismatched captions on this data. Grades are AUROC and average precision of canaries against the user's pairs
+(which hold the user's own noise too, so the grade is if anything low), each with a bootstrap interval.
+
+The learned ranking is a regularized logistic regression over every per-pair feature (as percentiles, so each
+can count in either direction), fitted on canaries against the user's pairs with K-fold cross-fitting: every
+row, canary or user pair, is scored by a model that did not see it, so the learned ranking's grade is as honest
+as a fixed ranking's and no user pair is pushed down because it was fitted as a negative.
+
+Example (a feature that separates canaries in the reversed direction is found):
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> frame = pd.DataFrame({"align_f": rng.random(400), "csl": rng.random(400)})
+    >>> labels = np.zeros(400, dtype=bool); labels[:40] = True
+    >>> frame.loc[labels, "align_f"] *= 0.2          # canaries: LOW trained-on alignment
+    >>> learned = cross_fitted_scores(frame, labels, seed=0)
+    >>> round(grade_scores(learned, labels, seed=0)["auroc"], 1) >= 0.9
+    True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+# Columns of the scores table a learned ranking may use (those a run has, complete, are used).
+FEATURES = ("align_f", "align_g", "clipscore", "clipmem_raw", "image_mem", "text_mem", "csl", "nbr_image",
+            "nbr_text", "caption_repeats", "lint_severe", "lint_any")
+CROSS_FIT_FOLDS = 5
+BOOTSTRAP = 200
+# Below this many canaries an AUROC's interval is wider than the differences between rankings.
+MIN_CANARIES = 20
+# A chosen ranking graded below this finds canaries not much better than chance: said, not flagged silently.
+FLOOR_AUROC = 0.65
+REGULARIZATION = 0.5  # inverse strength (scikit-learn's C) over percentile features
+
+
+def feature_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The learned ranking's inputs as percentiles within the table (0.5 where a value is missing)."""
+    columns = {}
+    for name in FEATURES:
+        if name.startswith("lint_") and "lint" not in frame:
+            continue
+        if name == "lint_severe":
+            values = frame["lint"].fillna("").str.contains("empty|file-name or URL-like", regex=True).astype(float)
+        elif name == "lint_any":
+            values = frame["lint"].fillna("").ne("").astype(float)
+        elif name in frame:
+            values = frame[name].astype(float)
+        else:
+            continue
+        if values.notna().sum() < 2 or values.nunique() < 2:
+            continue
+        if name == "clipscore" and "align_g" in frame and np.allclose(values, frame["align_g"], equal_nan=True):
+            continue  # the same column twice (no --pretrained)
+        columns[name] = values.rank(pct=True).fillna(0.5)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def logistic_model():
+    return LogisticRegression(C=REGULARIZATION, max_iter=1000)
+
+
+def cross_fitted_scores(frame: pd.DataFrame, labels: np.ndarray, seed: int, folds: int = CROSS_FIT_FOLDS,
+                        make_model=logistic_model) -> np.ndarray:
+    """P(canary | features) for every row from a model fitted on the other folds (canaries 1, user pairs 0).
+
+    Unweighted, so the probabilities stay calibrated to the mix of canaries and user pairs: mismatch_posterior
+    turns them into each user pair's chance of being mismatched."""
+    from sklearn.model_selection import StratifiedKFold
+
+    features = feature_frame(frame).to_numpy()
+    labels = np.asarray(labels, dtype=bool)
+    scores = np.full(len(labels), np.nan)
+    folds = max(2, min(folds, int(labels.sum())))
+    for fit_rows, score_rows in StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels):
+        model = make_model()
+        model.fit(features[fit_rows], labels[fit_rows])
+        scores[score_rows] = model.predict_proba(features[score_rows])[:, 1]
+    return scores
+
+
+def mismatch_posterior(canary_probability: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each user pair's estimated chance of being mismatched, from the cross-fitted P(canary | x) (Elkan and
+    Noto, KDD 2008): if canaries look like the user's own mismatched pairs, the canaries are a share c of all
+    mismatched pairs, c is the mean P(canary) over held-out canaries, and a user pair is mismatched with
+    probability (1 - c) / c x p / (1 - p). Canaries easier to find than the user's noise bias it.
+
+    >>> mismatch_posterior(np.array([0.8, 0.4, 0.0]), np.array([True, False, False])).round(3).tolist()
+    [0.167, 0.0]
+    """
+    labels = np.asarray(labels, dtype=bool)
+    p = np.clip(np.asarray(canary_probability, dtype=float), 0.0, 1 - 1e-6)
+    share = float(np.mean(p[labels])) if labels.any() else float("nan")
+    if not np.isfinite(share) or share <= 0:
+        return np.full(int((~labels).sum()), np.nan)
+    return np.clip((1 - share) / share * p[~labels] / (1 - p[~labels]), 0.0, 1.0)
+
+
+def learned_weights(frame: pd.DataFrame, labels: np.ndarray) -> dict:
+    """The learned model's weight per feature, fitted on every row (for people to read, not for ranking)."""
+    features = feature_frame(frame)
+    model = logistic_model()
+    model.fit(features.to_numpy(), np.asarray(labels, dtype=bool))
+    return {name: round(float(w), 3) for name, w in zip(features.columns, model.coef_[0])}
+
+
+def grade_scores(scores, labels, seed: int, bootstrap: int = BOOTSTRAP) -> dict:
+    """AUROC and AP of canaries (labels True) against user pairs, each with a 95 % bootstrap interval."""
+    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    keep = np.isfinite(scores)
+    scores, labels = scores[keep], labels[keep]
+    positives, negatives = np.flatnonzero(labels), np.flatnonzero(~labels)
+    if not len(positives) or not len(negatives):
+        return {"auroc": float("nan"), "ap": float("nan"), "auroc_ci": [float("nan")] * 2,
+                "ap_ci": [float("nan")] * 2}
+    rng = np.random.default_rng(seed + 7)
+    draws = []
+    for _ in range(bootstrap):
+        rows = np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
+        draws.append((roc_auc_score(labels[rows], scores[rows]), average_precision_score(labels[rows], scores[rows])))
+    draws = np.array(draws)
+    return {"auroc": round(float(roc_auc_score(labels, scores)), 4),
+            "auroc_ci": [round(float(v), 4) for v in np.percentile(draws[:, 0], [2.5, 97.5])],
+            "ap": round(float(average_precision_score(labels, scores)), 4),
+            "ap_ci": [round(float(v), 4) for v in np.percentile(draws[:, 1], [2.5, 97.5])]}
+
+
+def precision_curve(order_scores: np.ndarray, posterior: np.ndarray) -> np.ndarray:
+    """Estimated precision of the n most suspect user pairs by `order_scores`, for n = 1..N: the mean
+    mismatch posterior over them."""
+    order = np.argsort(-np.asarray(order_scores, dtype=float), kind="stable")
+    return np.cumsum(posterior[order]) / np.arange(1, len(order) + 1)
+
+
+def count_for_precision(order_scores: np.ndarray, posterior: np.ndarray, precision: float) -> int:
+    """The most user pairs whose estimated precision is still at least `precision` (0 if none is): a higher
+    precision asked for never flags more.
+
+    >>> posterior = np.r_[np.full(50, 0.95), np.full(50, 0.6), np.zeros(900)]
+    >>> scores = -np.arange(1000.0)
+    >>> count_for_precision(scores, posterior, 0.9), count_for_precision(scores, posterior, 0.7)
+    (58, 110)
+    """
+    meets = np.flatnonzero(precision_curve(order_scores, posterior) >= precision)
+    return int(meets[-1] + 1) if len(meets) else 0
+
+
+def grade_rankings(frame: pd.DataFrame, labels: np.ndarray, kinds: pd.Series, seed: int) -> dict:
+    """Every `rank_<name>` column of the table graded on the canaries, overall and per canary kind.
+
+    kinds: the canary kind of each row (ignored on user rows)."""
+    labels = np.asarray(labels, dtype=bool)
+    grades = {}
+    for column in [c for c in frame.columns if c.startswith("rank_")]:
+        scores = frame[column].to_numpy(dtype=float)
+        if not np.isfinite(scores[labels]).any():
+            continue
+        entry = grade_scores(scores, labels, seed)
+        entry["auroc_by_kind"] = {}
+        for kind in sorted(kinds[labels].unique()):
+            rows = ~labels | (kinds.to_numpy() == kind)
+            entry["auroc_by_kind"][kind] = round(float(roc_auc_score(labels[rows], scores[rows])), 4)
+        grades[column.removeprefix("rank_")] = entry
+    return grades
+
+
+def best_ranking(grades: dict) -> str | None:
+    """The ranking whose canary AUROC is highest (random never), None when nothing was graded."""
+    candidates = {name: g["auroc"] for name, g in grades.items()
+                  if name != "random" and np.isfinite(g["auroc"]) and not (name == "learned" and g["auroc_ci"][0] <= 0.5)}
+    return max(candidates, key=candidates.get) if candidates else None
+
+
+def warnings_for(grades: dict, chosen: str, canaries: int) -> list:
+    """What a user must know before trusting the flags, one line each."""
+    lines = []
+    if canaries < MIN_CANARIES:
+        lines.append(f"only {canaries} canaries: too few for an estimate (need {MIN_CANARIES}); raise --canaries "
+                     "or use more data; flags are not graded")
+        return lines
+    learned = grades.get("learned")
+    if learned is not None and learned["auroc_ci"][0] <= 0.5:
+        lines.append(f"the learned ranking is no better than random on held-out canaries (AUROC {learned['auroc']:.2f}, "
+                     f"95 % interval {learned['auroc_ci'][0]:.2f}-{learned['auroc_ci'][1]:.2f}); it is not chosen")
+    grade = grades.get(chosen)
+    if grade is not None and grade["auroc"] < FLOOR_AUROC:
+        lines.append(f"ranking {chosen} finds canaries at AUROC {grade['auroc']:.2f} only (floor {FLOOR_AUROC}): "
+                     "on this data its flags are little better than chance; review them before removing anything")
+    return lines
