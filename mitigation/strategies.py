@@ -45,8 +45,9 @@ class Strategy:
 STRATEGIES = {
     s.name: s
     for s in (
-        Strategy("remove", remove_top_scored, ("scores", "by", "count", "frac", "threshold"),
-                 "drop the top-ranked samples of the flag scores (--count/--frac/--threshold, --by)"),
+        Strategy("remove", remove_top_scored, ("scores", "by", "count", "frac", "threshold", "decisions"),
+                 "drop the top-ranked samples of the flag scores (--count/--frac/--threshold, --by) and the pairs "
+                 "reviewed wrong caption (--decisions)"),
         Strategy("multi-caption", gather_captions, ("caption_fields", "min_captions", "seed"),
                  "all captions the data has per image (captions, title, description, keywords, --caption-fields)"),
         Strategy("text-aug", augment_text, ("n_aug", "seed", "paraphrase_model", "paraphrase_n", "paraphrase_prefix"),

@@ -154,6 +154,9 @@ def check_spec(spec: StrategySpec, data, settings: dict) -> None:
 def remove_arguments(spec: StrategySpec, settings: dict, data, check: bool = False) -> dict:
     """What `removal` takes for this spec: the ranking, one amount (default REMOVE_DEFAULT) and the scores."""
     given = {k: v for k, v in spec.options.items() if k in REMOVE_OPTIONS}
+    if "decisions" in given:  # removal here cuts by the ranking within each run's training keys
+        raise UsageError("remove:decisions is not applied by tradeoff; apply the decisions with "
+                         "`python cli.py mitigate --strategy remove --decisions FILE` and run tradeoff on its output")
     amount = {k: given[k] for k in ("count", "frac", "threshold") if k in given} or dict(REMOVE_DEFAULT)
     arguments = {"by": given.get("by", Options.by), **amount,
                  "scores_path": Path(given.get("scores", settings["scores"]))}
