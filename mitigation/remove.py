@@ -138,6 +138,13 @@ def scored_captions(path: Path, data_dir) -> dict:
     return dict(zip(table["key"].astype(str), table["caption"].astype(str)))
 
 
+def check_scores_fit(scores_path: Path, data_dir, captions: dict) -> None:
+    """DataError unless the scores' captions are the data's (`captions`: dataio.keyed.data_captions)."""
+    check_captions(scores_path, scored_captions(scores_path, data_dir), captions, data_dir,
+                   f"these scores come from another dataset or from the data before it changed: rerun "
+                   f"`python cli.py flag --data {data_dir}` or give this data's scores with --scores")
+
+
 def rank_removals(dataset: Dataset, options: Options, keys: set, captions: dict, fine: frozenset) -> Ranked:
     """The top of the ranking by `options.by` among the data's keys, pairs reviewed fine left out."""
     ranking = RANKINGS[resolve_ranking(options.by)]
@@ -149,9 +156,7 @@ def rank_removals(dataset: Dataset, options: Options, keys: set, captions: dict,
         raise DataError(f"{scores_path}: {len(unscored)} of {len(keys)} keys of {dataset.path} have no score "
                         f"(e.g. {min(unscored)}); these scores come from another dataset: "
                         f"run `python cli.py flag --data {dataset.path}` or give the right --scores")
-    check_captions(scores_path, scored_captions(scores_path, dataset.path), captions, dataset.path,
-                   f"these scores come from another dataset or from the data before it changed: rerun "
-                   f"`python cli.py flag --data {dataset.path}` or give this data's scores with --scores")
+    check_scores_fit(scores_path, dataset.path, captions)
     candidates = values[values.index.isin(keys)]
     # frac is a share of all the data, reviewed pairs included, as without decisions
     amount = options.count if options.frac is None else int(round(options.frac * len(candidates)))

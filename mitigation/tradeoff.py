@@ -27,10 +27,12 @@ from curate import memorization
 from curate.rankings import RANKINGS, resolve_ranking
 from dataio.atomic import write_json, write_parquet
 from dataio.errors import DataError, UsageError
+from dataio.keyed import data_captions
 from dataio.paths import tradeoff_folder
+from dataio.reader import open_dataset
 from mitigation import tradeoff_report
 from mitigation.base import Options
-from mitigation.remove import check_amount, load_scores
+from mitigation.remove import check_amount, check_scores_fit, load_scores
 from mitigation.strategies import STRATEGIES, check_options, mitigate, options_from
 from mitigation.tradeoff_log import settings_hash
 from mitigation.tradeoff_session import Session, resolve_settings, scores_sha256, start_session, training_config
@@ -163,6 +165,7 @@ def remove_arguments(spec: StrategySpec, settings: dict, data, check: bool = Fal
     if check:
         check_amount(Options(**{k: v for k, v in arguments.items() if k != "scores_path"}))
         load_scores(arguments["scores_path"], data, RANKINGS[resolve_ranking(arguments["by"])].column)
+        check_scores_fit(arguments["scores_path"], data, data_captions(open_dataset(data)))
     return arguments
 
 
