@@ -1,6 +1,7 @@
 """write a mitigated copy of a dataset (text-aug, multi-caption, remove, text-noise, image-aug)
 
     python cli.py mitigate --strategy remove --count 100 --by clipmem
+    python cli.py mitigate --strategy remove --decisions decisions.csv   # the pairs reviewed wrong caption
     python cli.py mitigate --strategy remove,text-aug --frac 0.01 --n-aug 4 --data laion_subset
     python cli.py mitigate --strategy multi-caption --min-captions 5 --expand
     python cli.py mitigate --strategy text-noise --sigma 0.15
@@ -62,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "neighbour, random; "
                              f"'default' is an alias of {DEFAULT_RANKING} (default: {DEFAULT_RANKING})")
     remove.add_argument("--scores", metavar="PATH", help="the flag command's scores table (default: DIR.clipmem/scores.parquet)")
+    remove.add_argument("--decisions", metavar="FILE",
+                        help="decisions.csv exported from report.html: removes the pairs reviewed 'wrong caption' "
+                             "(alone, or besides the top N with --count/--frac/--threshold); a pair reviewed 'fine' "
+                             "is never removed by the ranking")
 
     text_aug = parser.add_argument_group("text-aug")
     text_aug.add_argument("--n-aug", type=int, metavar="N", default=DEFAULTS.n_aug,

@@ -1,9 +1,10 @@
 """report.html: one self-contained page of flagged pairs that stays usable with thousands of them.
 
-The rows travel as one JSON array inside the page; a small inline script builds one page of cards at a
-time (filter by reason kind or noise type, sort by any score, page through). Captions reach the page
-only as JSON string data and become card text through `textContent`, so markup in a caption stays text.
-Thumbnails and the histogram are data URIs: the page opens from disk with no server and no network.
+The rows travel as one JSON array inside the page; an inline script (curate.report_page) builds one page
+of cards at a time (filter by reason kind, noise type or decision, sort by any score, page through) and
+records the reviewer's decisions, exported as decisions.csv. Captions reach the page only as JSON string
+data and become card text through `textContent`, so markup in a caption stays text. Thumbnails and the
+histogram are data URIs: the page opens from disk with no server and no network.
 
 Example:
     >>> page = render_report([{"key": "000000007", "caption": "</script><b>bold</b>", "score": 0.9,
@@ -33,6 +34,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from curate import decisions  # noqa: E402
+from curate.report_page import SCRIPT, STYLE  # noqa: E402
 from dataio.atomic import write_text  # noqa: E402
 
 THUMBNAIL_PX = 80
@@ -41,200 +44,28 @@ THUMBNAIL_QUALITY = 70
 EMBED_AS_IS_BYTES = 2_500
 EMBED_AS_IS_PX = 2 * THUMBNAIL_PX
 PAGE_SIZE = 100
+RUN_ID_DIGITS = 16
 SCORE_DIGITS = 6
 MIME = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 LINT_REASON = "caption lint"
 # Fields the cards show in their own places; every other number in a row is offered as a sort key.
 CARD_FIELDS = {"key", "caption", "reasons", "noise", "injected", "original_caption", "flagged"}
 
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.4em} table.summary td{padding:2px 10px}
-.controls{display:flex;flex-wrap:wrap;gap:1em;align-items:center;margin:.8em 0}
-.pager{display:flex;gap:.4em;align-items:center;margin:.8em 0}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:12px}
-.card{border:1px solid #ccc;border-radius:6px;padding:8px;background:#fafafa}
-.card img{width:96px;height:96px;object-fit:contain;background:#fff;display:block;margin:auto}
-.caption{font-weight:600;margin:6px 0;word-break:break-word}
-.key,.noise{color:#666;font-size:.8em} .reasons{color:#a00;font-size:.85em} .scores{font-size:.8em;color:#333}
-.injected{outline:3px solid #e69500}
-.histogram{max-width:100%;height:auto}
-"""
-
-SCRIPT = r"""
-(function () {
-  "use strict";
-  var config = JSON.parse(document.getElementById("report-config").textContent);
-  var rows = JSON.parse(document.getElementById("report-rows").textContent);
-  var reasonFilter = document.getElementById("filter-reason");
-  var noiseFilter = document.getElementById("filter-noise");
-  var sortBy = document.getElementById("sort-by");
-  var sortOrder = document.getElementById("sort-order");
-  var grid = document.getElementById("cards");
-  var page = 0;
-  var visible = rows;
-
-  rows.forEach(function (row, position) { row.rank = position; });
-
-  function addOption(select, value, label) {
-    var option = document.createElement("option");
-    option.value = value;
-    option.textContent = label;
-    select.appendChild(option);
-  }
-
-  function countBy(keysOf) {
-    var counts = new Map();
-    rows.forEach(function (row) {
-      keysOf(row).forEach(function (key) { counts.set(key, (counts.get(key) || 0) + 1); });
-    });
-    return counts;
-  }
-
-  function fillReasonFilter() {
-    var counts = countBy(function (row) { return row.kinds; });
-    Array.from(counts.keys()).sort().forEach(function (kind) {
-      addOption(reasonFilter, kind, kind + " (" + counts.get(kind) + ")");
-    });
-  }
-
-  // "injected:*" reads the injected flag, "type:*" the noise type; "type:" is a row with no noise type.
-  function noiseChoices(row) {
-    var choices = [];
-    if (config.has_injected) choices.push(row.injected ? "injected:yes" : "injected:no");
-    if (config.has_noise) choices.push("type:" + (row.noise === null ? "" : row.noise));
-    return choices;
-  }
-
-  function noiseLabel(choice) {
-    if (choice === "injected:yes") return "injected (any type)";
-    if (choice === "injected:no") return "not injected";
-    return choice === "type:" ? "no noise type" : choice.slice("type:".length);
-  }
-
-  function fillNoiseFilter() {
-    var counts = countBy(noiseChoices);
-    if (counts.size === 0) { noiseFilter.parentElement.hidden = true; return; }
-    Array.from(counts.keys()).sort().forEach(function (choice) {
-      addOption(noiseFilter, choice, noiseLabel(choice) + " (" + counts.get(choice) + ")");
-    });
-  }
-
-  function fillSortChoices() {
-    config.columns.forEach(function (column, index) { addOption(sortBy, String(index), column); });
-  }
-
-  function isNumber(value) { return typeof value === "number" && isFinite(value); }
-
-  // Missing scores go last in either direction; equal scores keep the flagged order.
-  function compareBy(index, descending) {
-    return function (a, b) {
-      var x = a.scores[index], y = b.scores[index];
-      if (!isNumber(x) || !isNumber(y)) {
-        if (isNumber(x) !== isNumber(y)) return isNumber(x) ? -1 : 1;
-        return a.rank - b.rank;
-      }
-      if (x !== y) return descending ? y - x : x - y;
-      return a.rank - b.rank;
-    };
-  }
-
-  function selectRows() {
-    var kind = reasonFilter.value, noise = noiseFilter.value;
-    var chosen = rows.filter(function (row) {
-      return (kind === "" || row.kinds.indexOf(kind) >= 0) && (noise === "" || noiseChoices(row).indexOf(noise) >= 0);
-    });
-    if (sortBy.value === "") return chosen;
-    return chosen.slice().sort(compareBy(Number(sortBy.value), sortOrder.value === "descending"));
-  }
-
-  function element(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  function scoreLine(row) {
-    var parts = [];
-    config.shown.forEach(function (column) {
-      var value = row.scores[config.columns.indexOf(column)];
-      if (isNumber(value)) parts.push(column + " " + value.toFixed(3));
-    });
-    return parts.join(" \u00b7 ");
-  }
-
-  function card(row) {
-    var node = element("div", row.injected ? "card injected" : "card");
-    node.dataset.key = row.key;
-    var image = element("img");
-    image.alt = "";
-    image.width = 96;
-    image.height = 96;
-    if (row.thumb) image.src = row.thumb;
-    node.appendChild(image);
-    node.appendChild(element("div", "caption", row.caption));
-    node.appendChild(element("div", "key", "key " + row.key));
-    if (row.noise !== null) node.appendChild(element("div", "noise", "noise: " + row.noise));
-    node.appendChild(element("div", "reasons", row.reasons));
-    node.appendChild(element("div", "scores", scoreLine(row)));
-    if (row.injected) {
-      var original = row.original === null ? "not recorded" : row.original;
-      node.appendChild(element("div", "key truth", "injected swap; original: " + original));
-    }
-    return node;
-  }
-
-  function pageCount() { return Math.max(1, Math.ceil(visible.length / config.page_size)); }
-
-  function showPage() {
-    var first = page * config.page_size;
-    var shown = visible.slice(first, first + config.page_size);
-    var fragment = document.createDocumentFragment();
-    shown.forEach(function (row) { fragment.appendChild(card(row)); });
-    grid.replaceChildren(fragment);
-    var status = visible.length === 0 ? "no pairs match" :
-      "showing " + (first + 1) + "\u2013" + (first + shown.length) + " of " + visible.length +
-      (visible.length === rows.length ? "" : " (filtered from " + rows.length + ")");
-    document.querySelectorAll(".page-status").forEach(function (node) {
-      node.textContent = status + ", page " + (page + 1) + " of " + pageCount();
-    });
-    document.querySelectorAll(".pager button").forEach(function (button) {
-      var action = button.dataset.page;
-      button.disabled = (action === "first" || action === "previous") ? page === 0 : page >= pageCount() - 1;
-    });
-  }
-
-  function refresh() {
-    visible = selectRows();
-    page = 0;
-    showPage();
-  }
-
-  function turnPage(event) {
-    var action = event.target.dataset && event.target.dataset.page;
-    if (!action) return;
-    var last = pageCount() - 1;
-    page = {first: 0, previous: Math.max(0, page - 1), next: Math.min(last, page + 1), last: last}[action];
-    showPage();
-    if (event.currentTarget.id === "pager-bottom") grid.scrollIntoView();
-  }
-
-  fillReasonFilter();
-  fillNoiseFilter();
-  fillSortChoices();
-  [reasonFilter, noiseFilter, sortBy, sortOrder].forEach(function (control) {
-    control.addEventListener("change", refresh);
-  });
-  document.querySelectorAll(".pager").forEach(function (pager) { pager.addEventListener("click", turnPage); });
-  refresh();
-})();
-"""
-
 # Only this exact script may run (its hash), images only from data URIs, nothing from the network.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
     f"script-src 'sha256-{base64.b64encode(hashlib.sha256(SCRIPT.encode('utf-8')).digest()).decode('ascii')}'"
+)
+
+REVIEW_BAR = (
+    "<div class='review'><button type='button' id='review-toggle'>review one at a time (r)</button>"
+    "<span class='note'>w wrong caption \u00b7 f fine \u00b7 u unsure (then the next card) \u00b7 j / k next / previous"
+    " \u00b7 z or Ctrl+Z undo \u00b7 Esc back to the gallery</span>"
+    "<span id='decision-counts'></span>"
+    f"<button type='button' id='export-decisions'>export {decisions.FILE_NAME}</button>"
+    "<label>import decisions <input type='file' id='import-decisions' accept='.csv,text/csv'></label>"
+    "<span class='note'>kept in this browser for run <code id='run-id'></code></span>"
+    "<span id='review-message' role='status'></span></div>"
 )
 
 PAGER = ("<nav class='pager' id='{id}'><button type='button' data-page='first'>first</button>"
@@ -370,16 +201,38 @@ def script_json(value) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def render_report(flagged_rows: list, thumbnails: dict, histogram: str, summary_lines: list, score_columns: list) -> str:
-    columns = sort_columns(flagged_rows, score_columns)
-    rows = [page_row(row, thumbnails.get(row["key"], ""), columns) for row in flagged_rows]
-    config = {
+def run_id(rows: list) -> str:
+    """What the page's saved decisions are filed under: the flagged keys, captions and scores, hashed.
+
+    Two reports of the same flag run share it; a rerun that scores differently starts a fresh set (its
+    reviewer brings earlier decisions over with the import button, which checks each caption).
+
+    >>> run_id([{"key": "1", "caption": "a", "scores": [0.5]}]) == run_id([{"key": "1", "caption": "b", "scores": [0.5]}])
+    False
+    """
+    identity = [[row["key"], row["caption"], row["scores"]] for row in rows]
+    return hashlib.sha256(script_json(identity).encode("utf-8")).hexdigest()[:RUN_ID_DIGITS]
+
+
+def page_config(columns: list, score_columns: list, flagged_rows: list, rows: list) -> dict:
+    """What the page's script reads besides the rows."""
+    return {
         "columns": columns,
         "shown": [c for c in score_columns if c in columns],
         "page_size": PAGE_SIZE,
         "has_noise": any("noise" in row for row in flagged_rows),
         "has_injected": any("injected" in row for row in flagged_rows),
+        "run": run_id(rows),
+        "decisions": list(decisions.DECISIONS),
+        "decision_columns": list(decisions.COLUMNS),
+        "decisions_file": decisions.FILE_NAME,
     }
+
+
+def render_report(flagged_rows: list, thumbnails: dict, histogram: str, summary_lines: list, score_columns: list) -> str:
+    columns = sort_columns(flagged_rows, score_columns)
+    rows = [page_row(row, thumbnails.get(row["key"], ""), columns) for row in flagged_rows]
+    config = page_config(columns, score_columns, flagged_rows, rows)
     summary = "".join(
         f"<tr><td>{html.escape(str(name))}</td><td>{html.escape(str(value))}</td></tr>" for name, value in summary_lines
     )
@@ -398,7 +251,9 @@ def render_report(flagged_rows: list, thumbnails: dict, histogram: str, summary_
         "<label>noise <select id='filter-noise'><option value=''>any</option></select></label>"
         "<label>sort by <select id='sort-by'><option value=''>most suspect first</option></select></label>"
         "<select id='sort-order' aria-label='sort order'><option value='descending'>highest first</option>"
-        "<option value='ascending'>lowest first</option></select></div>"
+        "<option value='ascending'>lowest first</option></select>"
+        "<label>decision <select id='filter-decision'><option value=''>any</option></select></label></div>"
+        f"{REVIEW_BAR}"
         f"{PAGER.format(id='pager-top')}<div class='grid' id='cards'></div>{PAGER.format(id='pager-bottom')}"
         f"<script type='application/json' id='report-config'>{script_json(config)}</script>"
         f"<script type='application/json' id='report-rows'>{script_json(rows)}</script>"

@@ -43,6 +43,7 @@ class Options:
     count: Optional[int] = None
     frac: Optional[float] = None
     threshold: Optional[float] = None
+    decisions: Optional[str] = None  # report.html's decisions.csv: `remove` drops the pairs reviewed wrong caption
     sigma: float = 0.15
     progress: bool = True
     prepared_before: tuple = ()  # the strategies of this run that come before the one being prepared

@@ -26,8 +26,10 @@ import pandas as pd  # noqa: E402
 from curate.rankings import DEFAULT_RANKING, RANKINGS, resolve_ranking  # noqa: E402
 from dataio.atomic import atomic_write  # noqa: E402
 from dataio.errors import UsageError  # noqa: E402
+from dataio.keyed import data_captions  # noqa: E402
 from dataio.paths import tradeoff_folder  # noqa: E402
-from mitigation.remove import load_scores  # noqa: E402
+from dataio.reader import open_dataset  # noqa: E402
+from mitigation.remove import check_scores_fit, load_scores  # noqa: E402
 from mitigation.tradeoff_log import settings_hash  # noqa: E402
 from mitigation.tradeoff_session import (  # noqa: E402
     Session,
@@ -72,6 +74,7 @@ def removal_curve(data, out=None, *, counts=DEFAULT_COUNTS, rankings=DEFAULT_RAN
         raise UsageError(f"the curve needs at least one ranking and counts of 0 or more (got {rankings}, {counts})")
     for name in rankings:  # a missing scores file or column costs seconds, not a night of training
         load_scores(settings["scores"], data, RANKINGS[name].column)
+    check_scores_fit(Path(settings["scores"]), data, data_captions(open_dataset(data)))
     out = Path(out) if out else tradeoff_folder(data)
     session = start_session(data, settings, downstream, out, "removal_curve.csv", "point", progress)
     kept = [c for c in counts if len(session.experiment.pool) - c >= 2 * batch_size]

@@ -1,11 +1,14 @@
-"""`remove`: drop the top-ranked samples of the `flag` command's scores, by count, fraction or threshold.
+"""`remove`: drop the top-ranked samples of the `flag` command's scores, by count, fraction or threshold,
+and the pairs a reviewer marked *wrong caption* in report.html (`decisions`, mitigation.reviewed).
 
 The scores table (`DIR.clipmem/scores.parquet` beside the dataset unless given) has one row per key;
 `--by` names a ranking of curate.rankings (the names `flag --method` takes), whose column is read from
 the table. Every ranking puts the most suspect first: high combined score, high CLIPMem, high
 cumulative loss, and LOW held-out alignment (`clipscore`, removed lowest first as CLIP-score
 filtering does). The paper's finding: removing the ~100 most memorized pairs helps,
-removing thousands hurts.
+removing thousands hurts. A pair reviewed *fine* is never removed by the ranking (the next one is).
+Keys are positions, not identities: the scores' and the decisions' captions are compared with the
+data's (dataio.keyed) before anything is written.
 
 Example:
     >>> from dataio.reader import open_dataset
@@ -18,16 +21,20 @@ Example:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from curate.rankings import RANKINGS, resolve_ranking
 from dataio import paths
 from dataio.errors import DataError, UsageError
+from dataio.keyed import check_captions, data_captions
 from dataio.reader import Dataset, Sample
 from dataio.writer import Keep, Remove
 from mitigation.base import Options, Step, count
+from mitigation.reviewed import REMOVED_REASON, SPARED_REASON, Reviewed, load_reviewed
 
 
 def load_scores(path, data_dir, column: str) -> pd.Series:
@@ -82,11 +89,17 @@ def select_removals(values: pd.Series, high_is_suspect: bool, count_: int | None
     return pd.Series(ranked.value.to_numpy(), index=ranked.key.to_numpy())
 
 
+def has_amount(options: Options) -> bool:
+    return any(getattr(options, name) is not None for name in ("count", "frac", "threshold"))
+
+
 def check_amount(options: Options) -> None:
+    """One amount for the ranking; none at all only when reviewed decisions say what goes."""
     given = [name for name in ("count", "frac", "threshold") if getattr(options, name) is not None]
-    if len(given) != 1:
+    if len(given) > 1 or (not given and not options.decisions):
         what = "none" if not given else " and ".join(f"--{name}" for name in given)
-        raise UsageError(f"remove needs exactly one of --count N, --frac F or --threshold T (got {what})")
+        raise UsageError(f"remove needs exactly one of --count N, --frac F or --threshold T, or --decisions FILE "
+                         f"alone (got {what})")
     if options.count is not None and options.count < 0:
         raise UsageError(f"--count must be 0 or more, got {options.count}")
     if options.frac is not None and not 0 <= options.frac <= 1:
@@ -103,49 +116,121 @@ def _describe(options: Options, column: str, high_is_suspect: bool) -> str:
     return f"{'top' if high_is_suspect else 'bottom'} {amount} by {column}"
 
 
-def remove_top_scored(dataset: Dataset, options: Options) -> Step:
-    """Drop the most suspect samples by `options.by`; exactly one of count, frac, threshold is set."""
-    check_amount(options)
+@dataclass(frozen=True)
+class Ranked:
+    """What the ranking removes, and what it needs to decide the rest."""
+
+    removals: pd.Series  # key -> score, most suspect first
+    scored: frozenset
+    spared: frozenset  # pairs reviewed fine that the ranking alone would have removed
+    rule: str
+    column: str
+    high_is_suspect: bool
+    scores_path: Path
+
+
+def scored_captions(path: Path, data_dir) -> dict:
+    """key -> the caption flag scored, to check the scores belong to the data they are applied to."""
+    if "caption" not in pq.read_schema(path).names:
+        raise DataError(f"{path}: no caption column to check its keys against {data_dir} (a key is a position, "
+                        f"not an identity); rerun `python cli.py flag --data {data_dir}`")
+    table = pd.read_parquet(path, columns=["key", "caption"])
+    return dict(zip(table["key"].astype(str), table["caption"].astype(str)))
+
+
+def check_scores_fit(scores_path: Path, data_dir, captions: dict) -> None:
+    """DataError unless the scores' captions are the data's (`captions`: dataio.keyed.data_captions)."""
+    check_captions(scores_path, scored_captions(scores_path, data_dir), captions, data_dir,
+                   f"these scores come from another dataset or from the data before it changed: rerun "
+                   f"`python cli.py flag --data {data_dir}` or give this data's scores with --scores")
+
+
+def rank_removals(dataset: Dataset, options: Options, keys: set, captions: dict, fine: frozenset) -> Ranked:
+    """The top of the ranking by `options.by` among the data's keys, pairs reviewed fine left out."""
     ranking = RANKINGS[resolve_ranking(options.by)]
     column, high_is_suspect = ranking.column, ranking.high_is_suspect
     scores_path = Path(options.scores) if options.scores else paths.scores_path(dataset.path)
     values = load_scores(scores_path, dataset.path, column)
-    keys = dataset_keys(dataset)
     unscored = keys - set(values.index)
     if keys and len(unscored) > len(keys) / 2:
         raise DataError(f"{scores_path}: {len(unscored)} of {len(keys)} keys of {dataset.path} have no score "
                         f"(e.g. {min(unscored)}); these scores come from another dataset: "
                         f"run `python cli.py flag --data {dataset.path}` or give the right --scores")
-    removals = select_removals(values[values.index.isin(keys)], high_is_suspect, options.count, options.frac, options.threshold)
-    rule = _describe(options, column, high_is_suspect)
-    step = Step(
-        "remove",
-        options={"by": options.by, "column": column, "ascending": not high_is_suspect, "count": options.count,
-                 "frac": options.frac, "threshold": options.threshold, "scores": str(scores_path),
-                 "rule": rule, "cutoff": float(removals.iloc[-1]) if len(removals) else None},
-    )
-    removed = removals.to_dict()
-    scored = set(values.index)
+    check_scores_fit(scores_path, dataset.path, captions)
+    candidates = values[values.index.isin(keys)]
+    # frac is a share of all the data, reviewed pairs included, as without decisions
+    amount = options.count if options.frac is None else int(round(options.frac * len(candidates)))
+    unreviewed = select_removals(candidates[~candidates.index.isin(fine)], high_is_suspect, amount,
+                                 threshold=options.threshold)
+    alone = select_removals(candidates, high_is_suspect, amount, threshold=options.threshold)
+    return Ranked(unreviewed, frozenset(values.index), frozenset(alone.index) & fine,
+                  _describe(options, column, high_is_suspect), column, high_is_suspect, scores_path)
+
+
+def remove_top_scored(dataset: Dataset, options: Options) -> Step:
+    """Drop the most suspect samples by `options.by` (one of count, frac, threshold) and the pairs reviewed
+    wrong caption in `options.decisions`; at least one of the two is given."""
+    check_amount(options)
+    keys = dataset_keys(dataset)
+    captions = data_captions(dataset)
+    reviewed = load_reviewed(options.decisions, dataset, keys, captions) if options.decisions else None
+    fine = reviewed.fine if reviewed else frozenset()
+    ranked = rank_removals(dataset, options, keys, captions, fine) if has_amount(options) else None
+    step = Step("remove", options=_recipe_options(options, ranked, reviewed))
+    step.decide, step.decide_key = _deciders(step, dataset, ranked, reviewed)
+    return step
+
+
+def _recipe_options(options: Options, ranked: Ranked | None, reviewed: Reviewed | None) -> dict:
+    recorded = {"by": options.by, "count": options.count, "frac": options.frac, "threshold": options.threshold,
+                "decisions": str(reviewed.path) if reviewed else None}
+    if ranked is not None:
+        recorded.update({"column": ranked.column, "ascending": not ranked.high_is_suspect,
+                         "scores": str(ranked.scores_path), "rule": ranked.rule,
+                         "cutoff": float(ranked.removals.iloc[-1]) if len(ranked.removals) else None,
+                         "spared_reviewed_fine": len(ranked.spared)})
+    if reviewed is not None:
+        recorded["reviewed"] = reviewed.counts
+    return recorded
+
+
+def _deciders(step: Step, dataset: Dataset, ranked: Ranked | None, reviewed: Reviewed | None) -> tuple:
+    """decide(sample) and decide_key(key): the reviewer's *wrong caption* first, then the ranking."""
+    wrong = reviewed.wrong if reviewed else frozenset()
+    removed = ranked.removals.to_dict() if ranked else {}
+    spared = ranked.spared if ranked else frozenset()
+
+    def by_key(key: str):
+        if key in wrong:
+            count(step, "removed")
+            count(step, "removed_reviewed")
+            return Remove(REMOVED_REASON)
+        if key in removed:
+            count(step, "removed")
+            return Remove(f"{ranked.rule} ({removed[key]:.4g})")
+        if key in spared:
+            count(step, "kept_reviewed_fine")
+            return Keep(reason=SPARED_REASON)
+        return None
 
     def decide(sample: Sample):
-        if sample.key in removed:
-            count(step, "removed")
-            return Remove(f"{rule} ({removed[sample.key]:.4g})")
-        if sample.key not in scored:
-            raise DataError(f"{scores_path}: no score for key {sample.key} of {dataset.path}; the scores come from "
-                            f"another version of the data: rerun `python cli.py flag --data {dataset.path}`")
+        decision = by_key(sample.key)
+        if decision is not None:
+            return decision
+        if ranked is not None and sample.key not in ranked.scored:
+            raise DataError(f"{ranked.scores_path}: no score for key {sample.key} of {dataset.path}; the scores come "
+                            f"from another version of the data: rerun `python cli.py flag --data {dataset.path}`")
         return Keep()
 
     def decide_key(key: str):
         """For samples copied unread (mitigate --no-verify): a key flag did not score may be a sample flag
         could not read, which this writer does not parse; it is kept, and counted and named."""
-        if key in removed:
-            count(step, "removed")
-            return Remove(f"{rule} ({removed[key]:.4g})")
-        if key not in scored:
+        decision = by_key(key)
+        if decision is not None:
+            return decision
+        if ranked is not None and key not in ranked.scored:
             count(step, "kept_unscored")
             return Keep(reason="no flag score for this key (flag could not read it, or newer data); copied unread")
         return Keep()
 
-    step.decide, step.decide_key = decide, decide_key
-    return step
+    return decide, decide_key

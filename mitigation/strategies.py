@@ -45,8 +45,9 @@ class Strategy:
 STRATEGIES = {
     s.name: s
     for s in (
-        Strategy("remove", remove_top_scored, ("scores", "by", "count", "frac", "threshold"),
-                 "drop the top-ranked samples of the flag scores (--count/--frac/--threshold, --by)"),
+        Strategy("remove", remove_top_scored, ("scores", "by", "count", "frac", "threshold", "decisions"),
+                 "drop the top-ranked samples of the flag scores (--count/--frac/--threshold, --by) and the pairs "
+                 "reviewed wrong caption (--decisions)"),
         Strategy("multi-caption", gather_captions, ("caption_fields", "min_captions", "seed"),
                  "all captions the data has per image (captions, title, description, keywords, --caption-fields)"),
         Strategy("text-aug", augment_text, ("n_aug", "seed", "paraphrase_model", "paraphrase_n", "paraphrase_prefix"),
@@ -109,8 +110,8 @@ def mitigate(data, strategies, out=None, *, overwrite: bool = False, expand: boo
     """Write a mitigated copy of `data` (same format), its manifest and mitigation.json.
 
     strategies: names from STRATEGIES, a list or comma-separated ("remove,text-aug").
-    options: the strategies' own options by name (count=100, by="clipmem", n_aug=4, sigma=0.15, ...;
-    see Options); one that no chosen strategy reads is a UsageError. With `expand`, also write
+    options: the strategies' own options by name (count=100, by="clipmem", decisions="decisions.csv", n_aug=4,
+    sigma=0.15, ...; see Options); one that no chosen strategy reads is a UsageError. With `expand`, also write
     OUT.expanded/: a webdataset with one record per caption. Default OUT: DATA.S1+S2 beside the data.
     verify_images=False: images are not decoded (flag decoded them already); with strategies that decide
     by key alone (`remove`), webdataset samples are then copied unread, as byte ranges (dataio.writer.ByKey).

@@ -27,10 +27,12 @@ from curate import memorization
 from curate.rankings import RANKINGS, resolve_ranking
 from dataio.atomic import write_json, write_parquet
 from dataio.errors import DataError, UsageError
+from dataio.keyed import data_captions
 from dataio.paths import tradeoff_folder
+from dataio.reader import open_dataset
 from mitigation import tradeoff_report
 from mitigation.base import Options
-from mitigation.remove import check_amount, load_scores
+from mitigation.remove import check_amount, check_scores_fit, load_scores
 from mitigation.strategies import STRATEGIES, check_options, mitigate, options_from
 from mitigation.tradeoff_log import settings_hash
 from mitigation.tradeoff_session import Session, resolve_settings, scores_sha256, start_session, training_config
@@ -154,12 +156,16 @@ def check_spec(spec: StrategySpec, data, settings: dict) -> None:
 def remove_arguments(spec: StrategySpec, settings: dict, data, check: bool = False) -> dict:
     """What `removal` takes for this spec: the ranking, one amount (default REMOVE_DEFAULT) and the scores."""
     given = {k: v for k, v in spec.options.items() if k in REMOVE_OPTIONS}
+    if "decisions" in given:  # removal here cuts by the ranking within each run's training keys
+        raise UsageError("remove:decisions is not applied by tradeoff; apply the decisions with "
+                         "`python cli.py mitigate --strategy remove --decisions FILE` and run tradeoff on its output")
     amount = {k: given[k] for k in ("count", "frac", "threshold") if k in given} or dict(REMOVE_DEFAULT)
     arguments = {"by": given.get("by", Options.by), **amount,
                  "scores_path": Path(given.get("scores", settings["scores"]))}
     if check:
         check_amount(Options(**{k: v for k, v in arguments.items() if k != "scores_path"}))
         load_scores(arguments["scores_path"], data, RANKINGS[resolve_ranking(arguments["by"])].column)
+        check_scores_fit(arguments["scores_path"], data, data_captions(open_dataset(data)))
     return arguments
 
 

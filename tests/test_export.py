@@ -113,9 +113,11 @@ def test_a_manifest_frame_or_a_key_list_can_be_given(source, tmp_path):
 
 
 def test_mitigate_writes_kept_keys_and_reports_them(source, tmp_path):
-    keys = sorted(s.key for s in open_dataset(source).samples(verify_images=False))
+    samples = sorted((s.key, s.caption) for s in open_dataset(source).samples(verify_images=False))
+    keys = [key for key, _ in samples]
     scores = tmp_path / "scores.parquet"
-    pd.DataFrame({"key": keys, "random": np.linspace(0, 1, len(keys))}).to_parquet(scores)
+    pd.DataFrame({"key": keys, "caption": [caption for _, caption in samples],
+                  "random": np.linspace(0, 1, len(keys))}).to_parquet(scores)
     result = mitigation.mitigate(source, "remove", tmp_path / "removed", count=5, by="random", scores=str(scores),
                                  progress=False)
     assert result.kept_keys.path == tmp_path / "removed" / KEPT_KEYS_NAME

@@ -27,15 +27,21 @@ def input_keys(path) -> list:
     return sorted(s.key for s in open_dataset(path).samples())
 
 
+def data_captions(data_dir) -> dict:
+    return {s.key: s.caption for s in open_dataset(data_dir).samples(verify_images=False)}
+
+
 def write_scores(data_dir, keys, path=None) -> pd.DataFrame:
-    """Distinct known scores per column, each column ranking the keys differently."""
+    """Distinct known scores per column, each column ranking the keys differently; captions as flag records
+    them (the data's, so the key check passes; a key the data lacks gets one of its own)."""
     rng = random.Random(0)
+    captions = data_captions(data_dir)
     columns = {}
     for name in ("rank_combined", "rank_combined-neighbour", "clipmem", "clipscore", "csl", "random"):
         values = [round(v / len(keys), 4) for v in range(len(keys))]
         rng.shuffle(values)
         columns[name] = values
-    table = pd.DataFrame({"key": keys, "caption": "c", **columns, "clipmem_raw": columns["clipmem"],
+    table = pd.DataFrame({"key": keys, "caption": [captions.get(k, f"caption of {k}") for k in keys], **columns, "clipmem_raw": columns["clipmem"],
                           "fold": 0, "flagged": False, "reasons": ""})
     path = path or default_scores_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)

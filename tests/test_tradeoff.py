@@ -30,7 +30,8 @@ def write_scores(data, path):
     samples = list(open_dataset(data).samples(verify_images=False))
     rng = np.random.default_rng(0)
     injected = np.array([bool(s.meta.get("injected")) for s in samples], dtype=float)
-    frame = pd.DataFrame({"key": [s.key for s in samples], "clipmem": injected + 0.5 * rng.random(len(samples)),
+    frame = pd.DataFrame({"key": [s.key for s in samples], "caption": [s.caption for s in samples],
+                          "clipmem": injected + 0.5 * rng.random(len(samples)),
                           "random": rng.random(len(samples))})
     for column in ("clipscore", "csl", "rank_combined", "rank_combined-neighbour"):
         frame[column] = frame["random"]
@@ -102,6 +103,26 @@ def test_a_mistake_fails_in_one_line_before_any_training(shapes, tmp_path, capsy
     code = cli.main(["tradeoff", "--data", str(shapes), "--out", str(out), "--no-progress", *arguments])
     error = capsys.readouterr().err
     assert code == 2 and message in error and error.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("arguments", [["--strategies", "baseline,remove"], ["--curve"]])
+def test_scores_of_another_dataset_sharing_the_keys_fail_before_any_training(shapes, make_synthetic, tmp_path, capsys,
+                                                                              monkeypatch, arguments):
+    other = make_synthetic(n=240, fmt="webdataset", inject=0.1, seed=13)
+    mine = {s.key: s.caption for s in open_dataset(shapes).samples(verify_images=False)}
+    theirs = {s.key: s.caption for s in open_dataset(other).samples(verify_images=False)}
+    assert mine.keys() == theirs.keys()
+    write_scores(other, tmp_path / "scores.parquet")
+    capsys.readouterr()  # building the other download printed its progress
+    monkeypatch.setattr(tradeoff_module, "train_clip", lambda *a, **k: pytest.fail("trained on foreign scores"))
+    monkeypatch.setattr(curve_module, "train_clip", lambda *a, **k: pytest.fail("trained on foreign scores"))
+    out = tmp_path / "out"
+    code = cli.main(["tradeoff", "--data", str(shapes), "--out", str(out), "--no-progress",
+                     "--scores", str(tmp_path / "scores.parquet"), *arguments])
+    error = capsys.readouterr().err
+    differ = sum(mine[key] != theirs[key] for key in mine)
+    assert code == 2 and f"{differ} of 240 keys have another caption" in error and error.count("\n") == 1
     assert not out.exists()
 
 
