@@ -30,6 +30,7 @@ from dataio.paths import tradeoff_folder  # noqa: E402
 from mitigation.remove import load_scores  # noqa: E402
 from mitigation.tradeoff_log import settings_hash  # noqa: E402
 from mitigation.tradeoff_session import (  # noqa: E402
+    REMOVAL_ORDER,
     Session,
     resolve_settings,
     scores_sha256,
@@ -107,7 +108,8 @@ def curve_table(rows: list) -> str:
 
 def run_curve(session: Session, rankings: list, counts: list) -> list:
     """One model per point not yet in the log; each row filed as soon as its model is measured."""
-    key = settings_hash({**session.identity, "scores_sha256": scores_sha256(session.settings["scores"])})
+    key = settings_hash({**session.identity, "scores_sha256": scores_sha256(session.settings["scores"]),
+                         "removal_order": REMOVAL_ORDER})
     points = [(NO_RANKING, 0)] if 0 in counts else []
     points += [(name, count) for name in rankings for count in counts if count > 0]
     rows = []
@@ -132,7 +134,8 @@ def curve_point(session: Session, ranking: str, count: int, seed: int) -> dict:
     keys = [k for k in experiment.pool if k not in gone]
     config = training_config(settings, seed)
     started = time.time()
-    trained = train_clip(experiment.base, keys, config, progress=session.progress)
+    # Every point sees the count-0 model's batches minus its removed pairs: the curve differs only in those.
+    trained = train_clip(experiment.base, keys, config, order_keys=experiment.pool, progress=session.progress)
     metrics = utility(trained.model, trained.tokenizer, experiment)
     return {"ranking": ranking, "seed": seed, "removed": len(removed), "removed_injected": injected,
             "removed_injected_share": injected / len(removed) if removed else None, "train_pairs": len(keys),

@@ -33,7 +33,14 @@ from mitigation.base import Options
 from mitigation.remove import check_amount, load_scores
 from mitigation.strategies import STRATEGIES, check_options, mitigate, options_from
 from mitigation.tradeoff_log import settings_hash
-from mitigation.tradeoff_session import Session, resolve_settings, scores_sha256, start_session, training_config
+from mitigation.tradeoff_session import (
+    REMOVAL_ORDER,
+    Session,
+    resolve_settings,
+    scores_sha256,
+    start_session,
+    training_config,
+)
 from mitigation.tradeoff_setup import (
     EVAL_FRAC,
     EVAL_MAX,
@@ -168,6 +175,7 @@ def run_key(session: Session, spec: StrategySpec) -> str:
     identity = dict(session.identity)
     if "remove" in spec.names:
         identity["scores_sha256"] = scores_sha256(remove_arguments(spec, session.settings, None)["scores_path"])
+        identity["removal_order"] = REMOVAL_ORDER
     return settings_hash(identity)
 
 
@@ -242,8 +250,9 @@ def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared)
     config = dataclasses.replace(config, **{k: v for k, v in prepared.training.items() if hasattr(config, k)})
     removed = set(prepared.removed)
     started = time.time()
+    # Drawn over the model's full key list: a removal trains on the baseline's batches minus the removed pairs.
     trained = [train_clip(prepared.table, [k for k in m.train_keys if k not in removed], config,
-                          progress=session.progress)
+                          order_keys=m.train_keys, progress=session.progress)
                for m in plan.models]
     # A removed candidate is in neither model's data: f minus g means nothing for it.
     candidates = [k for k in plan.scored if k not in removed]
