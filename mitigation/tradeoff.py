@@ -10,7 +10,7 @@ training keys by the flag run's ranking), so N pairs really leave the training d
 the paper protocol's mean CLIPMem over one candidate set (f on S_S+S_C, g on S_S+S_I, both trained under
 the strategy; removed candidates are not scored). Utility is measured on a fixed clean evaluation split
 no run trains on (mitigation.tradeoff_setup), each strategy compared with the baseline of the same seed
-(mitigation.tradeoff_stats). Every strategy, option and input is checked before the first training;
+(mitigation.tradeoff_stats: gain, loss, no change or inconclusive per metric). Every strategy, option and input is checked before the first training;
 each finished run is added to tradeoff.csv at once, and a rerun with the same settings skips it.
 """
 
@@ -50,7 +50,7 @@ from mitigation.tradeoff_setup import (
     removal,
     utility,
 )
-from mitigation.tradeoff_stats import MATCHED_BASELINE
+from mitigation.tradeoff_stats import MATCHED_BASELINE, resolve_effects
 from train.data import Table, load_table
 from train.loop import train_clip
 
@@ -112,12 +112,13 @@ class TradeoffResult:
     rows: list
     paths: dict
     settings: dict
+    effects: dict  # the smallest effect that matters per metric (tradeoff_stats.EFFECTS with the user's values)
 
 
 def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, epochs: int = 10,
              samples: int | None = None, quick: bool = False, model: str = "clipmem-tiny", batch_size: int = 128,
              lr: float = 5e-4, eval_max: int = EVAL_MAX, eval_frac: float = EVAL_FRAC, probe_folds: int = PROBE_FOLDS,
-             scores=None, downstream=None, progress: bool = True) -> TradeoffResult:
+             scores=None, downstream=None, min_effects: dict | None = None, progress: bool = True) -> TradeoffResult:
     """Retrain under each strategy, measure memorization and utility; write tradeoff.csv/.md/.png.
 
     strategies: a comma-separated string or a list, each item a strategy (or `baseline`, or names joined by
@@ -125,10 +126,12 @@ def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, e
     epochs and seeds of mitigation.tradeoff_session.QUICK wherever those arguments are left at their defaults.
     scores: flag's scores.parquet for `remove` (default DATA.clipmem/scores.parquet). downstream: labeled
     images no run trains on (a train.data Table, or items with `image_bytes` and `category`) for a second
-    linear probe. Default OUT: DATA.tradeoff beside the data. Runs already in OUT/tradeoff.csv with the same
-    settings are not run again.
+    linear probe. min_effects: the smallest change that matters per metric, e.g. {"linear_probe_acc": 0.02}
+    (tradeoff_stats.EFFECTS for the rest); it decides outcomes and the verdict, not the runs. Default OUT:
+    DATA.tradeoff beside the data. Runs already in OUT/tradeoff.csv with the same settings are not run again.
     """
     specs = parse_strategy_list(strategies if isinstance(strategies, str) else ",".join(strategies))
+    effects = resolve_effects(min_effects)
     settings = resolve_settings(data, seeds, epochs, samples, quick, model, batch_size, lr, eval_max, eval_frac,
                                 probe_folds, scores)
     for spec in specs:
@@ -136,8 +139,8 @@ def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, e
     out = Path(out) if out else tradeoff_folder(data)
     session = start_session(data, settings, downstream, out, "tradeoff.csv", "strategy", progress)
     rows = with_matched_baseline(run_tradeoff(session, specs), out)
-    paths = tradeoff_report.write_all(out, rows, settings, describe_experiment(session.experiment))
-    return TradeoffResult(rows, paths, settings)
+    paths = tradeoff_report.write_all(out, rows, settings, describe_experiment(session.experiment), effects)
+    return TradeoffResult(rows, paths, settings, effects)
 
 
 def check_spec(spec: StrategySpec, data, settings: dict) -> None:

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dataio.atomic import atomic_write, write_text  # noqa: E402
-from mitigation import tradeoff_stats  # noqa: E402
+from mitigation import tradeoff_stats, tradeoff_verdict  # noqa: E402
 
 METRICS = ["memorization", "linear_probe_acc", "downstream_probe_acc", "zeroshot_words_acc", "i2t_r1_caption",
            "i2t_r5_caption"]
@@ -87,32 +87,31 @@ def _delta(c) -> str:
     return f"{c.mean:+.4f} [{c.low:+.4f}, {c.high:+.4f}]"
 
 
-def paired_table(rows: list) -> str:
-    """Each strategy against the baseline of the same seed, and the baseline against itself (the noise floor)."""
-    comparisons = tradeoff_stats.compare_all(rows)
+def paired_table(rows: list, effects: dict) -> str:
+    """Each strategy against the baseline of the same seed: Δ with its interval and the outcome per metric,
+    then the smallest effect that matters and the smallest the seeds detect."""
+    comparisons = tradeoff_stats.compare_all(rows, effects)
     metrics = [m for m in tradeoff_stats.PAIRED if any(k[1] == m for k in comparisons)]
     if not metrics:
         return "No paired comparison: the strategies need a `baseline` run of the same seeds."
-    header = ("| strategy | " + " | ".join(f"Δ {HEADERS[m]} [95 % interval] | p" for m in metrics)
-              + f" | beyond noise ({' / '.join(HEADERS[m] for m in metrics)}) |")
+    header = "| strategy | " + " | ".join(f"Δ {HEADERS[m]} [interval] | outcome" for m in metrics) + " |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    strategies = list(dict.fromkeys(s for s, _ in comparisons))
-    for strategy in strategies:
-        found = [comparisons.get((strategy, m)) for m in metrics]
+    for strategy in dict.fromkeys(s for s, _ in comparisons):
         cells = []
-        for c in found:
-            cells += [_delta(c), "n/a (1 seed)" if c is None or c.p is None else f"{c.p:.3g}"]
-        lines.append(f"| {strategy} | " + " | ".join(cells) + " | "
-                     + " / ".join(tradeoff_stats.cell(c) for c in found) + " |")
-    floors = [tradeoff_stats.noise_floor(rows, m) for m in metrics]
-    cells = []
-    for floor in floors:
-        cells += ["n/a (1 seed)" if floor is None else f"±{floor:.4f}", ""]
-    lines.append("| noise floor: baseline against itself, other seeds (RMS) | " + " | ".join(cells) + " | |")
+        for c in (comparisons.get((strategy, m)) for m in metrics):
+            cells += [_delta(c), "" if c is None else c.outcome]
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    lines.append("| smallest effect that matters | "
+                 + " | ".join(f"±{tradeoff_verdict.effect_text(m, effects)} | " for m in metrics) + "|")
+    detectable = tradeoff_stats.detectable_effects(comparisons)
+    cells = [f"{detectable[m][0]:.4f} ({detectable[m][1]} seeds) | " if m in detectable else "n/a (1 seed) | "
+             for m in metrics]
+    lines.append("| minimum detectable effect (power 0.8) | " + " | ".join(cells) + "|")
     return "\n".join(lines)
 
 
-def markdown(rows: list, settings: dict, sizes: dict) -> str:
+def markdown(rows: list, settings: dict, sizes: dict, effects: dict | None = None) -> str:
+    effects = tradeoff_stats.resolve_effects(effects)
     summary = summarize(rows)
     downstream = (f"{sizes['downstream']} images no run trained on, {sizes['probe_folds']}-fold linear probe"
                   if sizes.get("downstream") else "not measured (no downstream images given)")
@@ -135,17 +134,20 @@ def markdown(rows: list, settings: dict, sizes: dict) -> str:
         "",
         "## Against the baseline of the same seed",
         "",
-        "Δ: strategy minus baseline, mean over seeds, with a 95 % interval (t distribution over seeds); p: paired "
-        f"t-test; beyond noise: p < {tradeoff_stats.ALPHA} and |Δ| above the noise floor (how far the baseline "
-        "moves against itself from seed to seed).",
+        "Δ: strategy minus baseline, mean over seeds, with its interval (t distribution over seeds, level "
+        f"1 - {tradeoff_stats.ALPHA} / strategies compared). Outcome: no change where the interval lies inside "
+        "± the smallest effect that matters; gain or loss where the paired t-test, Holm-corrected for the number "
+        f"of strategies, rejects no difference at {tradeoff_stats.ALPHA}; inconclusive otherwise (never read as "
+        "no effect). Minimum detectable effect: the true difference these seeds find with power 0.8, from the "
+        "spread of the paired differences.",
         "",
-        paired_table(rows),
+        paired_table(rows, effects),
         "",
         f"Pareto front (lower memorization, higher {HEADERS[PLOT_UTILITY]}): {', '.join(pareto_front(summary))}",
         "",
         "## Verdict",
         "",
-        " ".join(tradeoff_stats.verdict(rows)),
+        " ".join(tradeoff_verdict.verdict(rows, effects)),
         "",
         "![trade-off](tradeoff.png)",
         "",
@@ -178,10 +180,10 @@ def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
     return path
 
 
-def write_all(out: Path, rows: list, settings: dict, sizes: dict) -> dict:
+def write_all(out: Path, rows: list, settings: dict, sizes: dict, effects: dict | None = None) -> dict:
     """tradeoff.md and tradeoff.png beside the run log tradeoff.csv (which the runs wrote as they finished)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "tradeoff.csv", "markdown": out / "tradeoff.md", "plot": out / "tradeoff.png"}
-    write_text(paths["markdown"], markdown(rows, settings, sizes))
+    write_text(paths["markdown"], markdown(rows, settings, sizes, effects))
     plot(rows, paths["plot"])
     return paths
