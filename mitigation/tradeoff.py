@@ -50,7 +50,7 @@ from mitigation.tradeoff_setup import (
     removal,
     utility,
 )
-from mitigation.tradeoff_stats import MATCHED_BASELINE, resolve_effects
+from mitigation.tradeoff_stats import BASELINE, MATCHED_BASELINE, MATCHED_CANDIDATES, resolve_effects
 from train.data import Table, load_table
 from train.loop import train_clip
 
@@ -139,6 +139,8 @@ def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, e
     out = Path(out) if out else tradeoff_folder(data)
     session = start_session(data, settings, downstream, out, "tradeoff.csv", "strategy", progress)
     rows = with_matched_baseline(run_tradeoff(session, specs), out)
+    for row in rows:  # tradeoff.csv carries the comparison the report makes
+        session.log.add(row)
     paths = tradeoff_report.write_all(out, rows, settings, describe_experiment(session.experiment), effects)
     return TradeoffResult(rows, paths, settings, effects)
 
@@ -205,7 +207,7 @@ def run_tradeoff(session: Session, specs: list) -> list:
                 state = "training" if seed in todo else "done before, kept"
                 print(f"[tradeoff] {spec.label}, seed {seed + 1}/{seeds}: {state}", flush=True)
             if seed in todo:
-                session.log.add({**one_run(session, spec, seed, prepared), "settings": key})
+                session.log.add(one_run(session, spec, seed, prepared, key))
             rows.append(session.log.find(spec.label, seed, key))
     return rows
 
@@ -247,7 +249,7 @@ def describe_captions(spec: StrategySpec, training: dict, table: Table, experime
     return " + ".join(parts) + f"; {per_image:.1f} per image"
 
 
-def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared) -> dict:
+def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared, key: str) -> dict:
     settings, experiment, plan = session.settings, session.experiment, session.experiment.plan
     config = training_config(settings, seed)
     config = dataclasses.replace(config, **{k: v for k, v in prepared.training.items() if hasattr(config, k)})
@@ -263,7 +265,7 @@ def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared)
     name = f"{file_label(spec.label)}_seed{seed}"
     for folder in ("clipmem", "configs"):
         (session.out / folder).mkdir(parents=True, exist_ok=True)
-    write_parquet(session.out / "clipmem" / f"{name}.parquet", clipmem[["key", "clipmem_raw"]])
+    write_parquet(clipmem_path(session.out, spec.label, seed, key), clipmem[["key", "clipmem_raw"]])
     metrics = utility(trained[0].model, trained[0].tokenizer, experiment)
     row = {
         "strategy": spec.label, "seed": seed, "captions": prepared.captions,
@@ -273,7 +275,7 @@ def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared)
         "memorization_median": float(clipmem["clipmem_raw"].median()) if candidates else None,
         **{metric: metrics.get(metric) for metric in UTILITY},
         "eval_pairs": len(experiment.split.eval_keys), "train_pairs_f": len(trained[0].keys),
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(time.time() - started, 1), "settings": key,
     }
     write_json(session.out / "configs" / f"{name}.json",
                {"strategy": spec.label, "mitigation_options": spec.options, "training": config.to_dict(),
@@ -290,23 +292,44 @@ def measure_clipmem(trained: list, plan, experiment: Experiment, progress: bool)
     return memorization.combine_models(measures, plan)
 
 
+def clipmem_path(out: Path, label: str, seed: int, key: str) -> Path:
+    """A run's per-candidate CLIPMem, named by its settings hash: a file of other settings is never read for it."""
+    return out / "clipmem" / f"{file_label(label)}_seed{seed}_{key}.parquet"
+
+
 def with_matched_baseline(rows: list, out: Path) -> list:
-    """Add the same-seed baseline's mean CLIPMem over each run's own candidates, so a removal that leaves its
-    most memorized candidates unscored is compared on the candidates it kept, not credited for dropping them."""
-    baselines = {r["seed"]: out / "clipmem" / f"baseline_seed{r['seed']}.parquet" for r in rows
-                 if r["strategy"] == "baseline"}
+    """Add the same-seed baseline's mean CLIPMem over each run's own candidates (and how many), so a removal
+    that leaves its most memorized candidates unscored is compared on the candidates it kept, not credited
+    for dropping them. A candidate the baseline did not score, or a file that disagrees with its row, is a
+    DataError: the comparison is never made over whatever keys happen to overlap."""
+    baselines = {r["seed"]: r for r in rows if r["strategy"] == BASELINE}
     matched = []
     for row in rows:
-        path = baselines.get(row["seed"])
-        own_path = out / "clipmem" / f"{file_label(row['strategy'])}_seed{row['seed']}.parquet"
-        value = None
-        if path is not None and path.exists() and own_path.exists():
-            own = pd.read_parquet(own_path)
-            base = pd.read_parquet(path).set_index("key")["clipmem_raw"]
-            kept = base.reindex(own["key"]).dropna()
-            value = float(kept.mean()) if len(kept) else None
-        matched.append({**row, MATCHED_BASELINE: value})
+        value, count = None, None
+        if row["seed"] in baselines:
+            own = read_clipmem(out, row)
+            base = read_clipmem(out, baselines[row["seed"]]).set_index("key")["clipmem_raw"]
+            missing = set(own["key"]) - set(base.index)
+            if missing:
+                raise DataError(f"{clipmem_path(out, BASELINE, row['seed'], baselines[row['seed']]['settings'])}: the "
+                                f"baseline did not score {len(missing)} of the {len(own)} candidates of "
+                                f"{row['strategy']!r}, seed {row['seed']} (e.g. {min(missing)}); rerun both in a "
+                                "fresh --out")
+            value, count = (float(base[own["key"]].mean()) if len(own) else None), len(own)
+        matched.append({**row, MATCHED_BASELINE: value, MATCHED_CANDIDATES: count})
     return matched
+
+
+def read_clipmem(out: Path, row: dict) -> pd.DataFrame:
+    """A run's per-candidate CLIPMem file, checked against the number of candidates its row says it scored."""
+    path = clipmem_path(out, row["strategy"], row["seed"], row["settings"])
+    if not path.exists():
+        raise DataError(f"{path}: missing, though tradeoff.csv lists this run; delete its row or rerun in a fresh --out")
+    frame = pd.read_parquet(path)
+    if len(frame) != int(row["candidates_scored"]):
+        raise DataError(f"{path}: {len(frame)} candidates, but tradeoff.csv says the run scored "
+                        f"{int(row['candidates_scored'])}; rerun in a fresh --out")
+    return frame
 
 
 def describe_experiment(experiment: Experiment) -> dict:

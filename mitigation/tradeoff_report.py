@@ -22,9 +22,10 @@ import pandas as pd  # noqa: E402
 from dataio.atomic import atomic_write, write_text  # noqa: E402
 from mitigation import tradeoff_stats, tradeoff_verdict  # noqa: E402
 
-METRICS = ["memorization", "linear_probe_acc", "downstream_probe_acc", "zeroshot_words_acc", "i2t_r1_caption",
+METRICS = ["memorization", "memorization_change", "linear_probe_acc", "downstream_probe_acc", "zeroshot_words_acc", "i2t_r1_caption",
            "i2t_r5_caption"]
-HEADERS = {"memorization": "memorization", "linear_probe_acc": "linear probe", "downstream_probe_acc": "downstream probe",
+HEADERS = {"memorization": "memorization", "memorization_change": "Δ memorization (same candidates)",
+           "linear_probe_acc": "linear probe", "downstream_probe_acc": "downstream probe",
            "zeroshot_words_acc": "zero-shot (caption words)", "i2t_r1_caption": "R@1", "i2t_r5_caption": "R@5"}
 PLOT_UTILITY = "linear_probe_acc"
 
@@ -33,20 +34,31 @@ def summarize(rows: list) -> pd.DataFrame:
     """Mean and std over seeds per strategy, in the order strategies first appear."""
     frame = pd.DataFrame(rows)
     order = list(dict.fromkeys(frame["strategy"]))
+    if tradeoff_stats.MATCHED_BASELINE in frame:
+        frame["memorization_change"] = (pd.to_numeric(frame["memorization"], errors="coerce")
+                                        - pd.to_numeric(frame[tradeoff_stats.MATCHED_BASELINE], errors="coerce"))
     metrics = [m for m in METRICS if m in frame]
     frame[metrics] = frame[metrics].apply(pd.to_numeric, errors="coerce")
     grouped = frame.groupby("strategy", sort=False)
     table = grouped[metrics].mean().add_suffix("_mean").join(grouped[metrics].std(ddof=1).add_suffix("_std"))
     table["seeds"] = grouped.size()
-    for column in ("captions", "removed", "removed_injected", "candidates_scored", "candidates_total"):
+    for column in ("captions", "removed", "removed_injected", "candidates_scored", "candidates_total",
+                   tradeoff_stats.MATCHED_CANDIDATES):
         if column in frame:
             table[column] = grouped[column].first()
     return table.loc[order]
 
 
+def memorization_axis(summary: pd.DataFrame) -> str:
+    """The memorization the plot and the Pareto front compare: the change against the same-seed baseline on
+    each run's own candidates where the runs have a baseline (a removal's raw mean is over fewer candidates)."""
+    matched = "memorization_change_mean"
+    return matched if matched in summary and summary[matched].notna().all() else "memorization_mean"
+
+
 def pareto_front(summary: pd.DataFrame, utility: str = PLOT_UTILITY) -> list:
     """Strategies no other strategy beats on both lower memorization and higher utility."""
-    points = summary[["memorization_mean", f"{utility}_mean"]].dropna()
+    points = summary[[memorization_axis(summary), f"{utility}_mean"]].dropna()
     front = []
     for name, (mem, util) in points.iterrows():
         dominated = any((m <= mem and u >= util) and (m < mem or u > util)
@@ -143,7 +155,8 @@ def markdown(rows: list, settings: dict, sizes: dict, effects: dict | None = Non
         "",
         paired_table(rows, effects),
         "",
-        f"Pareto front (lower memorization, higher {HEADERS[PLOT_UTILITY]}): {', '.join(pareto_front(summary))}",
+        f"Pareto front (lower {HEADERS[memorization_axis(summary).removesuffix('_mean')]}, higher "
+        f"{HEADERS[PLOT_UTILITY]}; the plot's axes): {', '.join(pareto_front(summary))}",
         "",
         "## Verdict",
         "",
@@ -155,22 +168,26 @@ def markdown(rows: list, settings: dict, sizes: dict, effects: dict | None = Non
 
 
 def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
-    summary = summarize(rows).dropna(subset=["memorization_mean", f"{utility}_mean"])
+    summary = summarize(rows)
+    x = memorization_axis(summary)
+    summary = summary.dropna(subset=[x, f"{utility}_mean"])
     front = set(pareto_front(summary, utility))
     figure, axis = plt.subplots(figsize=(8.6, 4.6))
     for number, (name, row) in enumerate(summary.iterrows(), start=1):
         on_front = name in front
-        axis.errorbar(row["memorization_mean"], row[f"{utility}_mean"],
-                      xerr=np.nan_to_num(row["memorization_std"]), yerr=np.nan_to_num(row[f"{utility}_std"]),
+        axis.errorbar(row[x], row[f"{utility}_mean"],
+                      xerr=np.nan_to_num(row[x.replace("_mean", "_std")]), yerr=np.nan_to_num(row[f"{utility}_std"]),
                       fmt="o", markersize=8 if on_front else 6, capsize=3,
                       color="#d0452f" if on_front else "#4a7bd0", label=f"{number}  {name}")
         # a number beside the point and the name in the legend: long strategy names of close points overlap
-        axis.annotate(str(number), (row["memorization_mean"], row[f"{utility}_mean"]), textcoords="offset points",
+        axis.annotate(str(number), (row[x], row[f"{utility}_mean"]), textcoords="offset points",
                       xytext=(5, 5), fontsize=9, fontweight="bold")
-    ordered = summary.loc[sorted(front, key=lambda n: summary.loc[n, "memorization_mean"])]
-    axis.plot(ordered["memorization_mean"], ordered[f"{utility}_mean"], "--", color="#d0452f", linewidth=1,
+    ordered = summary.loc[sorted(front, key=lambda n: summary.loc[n, x])]
+    axis.plot(ordered[x], ordered[f"{utility}_mean"], "--", color="#d0452f", linewidth=1,
               label="Pareto front")
-    axis.set_xlabel("memorization: mean CLIPMem (raw) on the candidate set  (lower is better)")
+    measured = ("mean CLIPMem (raw) minus the same-seed baseline's on the same candidates"
+                if x == "memorization_change_mean" else "mean CLIPMem (raw) on the candidate set")
+    axis.set_xlabel(f"memorization: {measured}  (lower is better)")
     axis.set_ylabel(f"utility: {HEADERS[utility]} on the evaluation split (higher is better)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, handlelength=1)
     axis.grid(alpha=0.3)

@@ -49,8 +49,9 @@ EFFECTS = {"memorization": 0.10, "linear_probe_acc": 0.01, "downstream_probe_acc
 RELATIVE = {"memorization"}
 GOOD_DIRECTION = {metric: -1 if metric == "memorization" else +1 for metric in PAIRED}
 OUTCOMES = ("gain", "loss", "no change", "inconclusive")
-# The baseline's mean CLIPMem over the same candidates a run scored (removal scores fewer).
+# The baseline's mean CLIPMem over the same candidates a run scored (removal scores fewer), and how many.
 MATCHED_BASELINE = "baseline_memorization_same_candidates"
+MATCHED_CANDIDATES = "candidates_compared"
 PROSE = {
     "memorization": "memorization (mean CLIPMem on the candidates)",
     "linear_probe_acc": "linear-probe accuracy on the evaluation split",

@@ -10,7 +10,7 @@ import pytest
 
 import cli
 import mitigation
-from dataio.errors import UsageError
+from dataio.errors import DataError, UsageError
 from dataio.reader import open_dataset
 from mitigation.removal_curve import removal_curve
 from mitigation.tradeoff import parse_strategy_list
@@ -59,6 +59,14 @@ def test_removal_takes_the_requested_pairs_from_the_subsample_it_trains_on(shape
     assert row["candidates_scored"] == len(candidates - set(removed)) < row["candidates_total"] == len(candidates)
     f_keys = set(experiment.plan.models[0].train_keys)
     assert row["train_pairs_f"] == len(f_keys - set(removed))
+    # the matched comparison is in the run log itself, over the removal's own candidates, in files named by settings
+    logged = pd.read_csv(out / "tradeoff.csv").set_index("strategy")
+    assert logged.loc["remove:by=clipmem:count=9", "candidates_compared"] == row["candidates_scored"]
+    base_file = out / "clipmem" / f"baseline_seed0_{logged.loc['baseline', 'settings']}.parquet"
+    base = pd.read_parquet(base_file).set_index("key")["clipmem_raw"]
+    kept = sorted(candidates - set(removed))
+    assert logged.loc["remove:by=clipmem:count=9", "baseline_memorization_same_candidates"] == \
+        pytest.approx(base[kept].mean())
     markdown = (out / "tradeoff.md").read_text()
     assert f"| 9 ({row['removed_injected']}) | {row['candidates_scored']} of {row['candidates_total']} |" in markdown
     assert "## Verdict" in markdown and "n/a (1 seed)" in markdown
@@ -140,3 +148,26 @@ def test_strategy_options_are_parsed_with_types():
     specs = parse_strategy_list("baseline,remove:by=random:count=100,text-noise:sigma=0.3,multi-caption+text-aug")
     assert [s.names for s in specs] == [[], ["remove"], ["text-noise"], ["multi-caption", "text-aug"]]
     assert specs[1].options == {"by": "random", "count": 100} and specs[2].options == {"sigma": 0.3}
+
+
+def test_the_matched_baseline_is_over_the_runs_own_candidates_and_a_gap_is_an_error(tmp_path):
+    (tmp_path / "clipmem").mkdir()
+    runs = [{"strategy": "baseline", "seed": 0, "settings": "s1", "candidates_scored": 4, "memorization": 0.25},
+            {"strategy": "remove", "seed": 0, "settings": "s2", "candidates_scored": 2, "memorization": 0.1}]
+
+    def write(label, key, keys, values):
+        pd.DataFrame({"key": keys, "clipmem_raw": values}).to_parquet(tradeoff_module.clipmem_path(tmp_path, label, 0, key))
+
+    write("baseline", "s1", ["a", "b", "c", "d"], [0.1, 0.2, 0.3, 0.4])
+    write("remove", "s2", ["a", "b"], [0.05, 0.15])
+    matched = {r["strategy"]: r for r in tradeoff_module.with_matched_baseline(runs, tmp_path)}
+    assert matched["remove"]["baseline_memorization_same_candidates"] == pytest.approx(0.15)
+    assert matched["remove"]["candidates_compared"] == 2
+    assert matched["baseline"]["baseline_memorization_same_candidates"] == pytest.approx(0.25)
+    write("remove", "s2", ["a", "e"], [0.05, 0.15])  # a candidate the baseline never scored
+    with pytest.raises(DataError, match=r"baseline did not score 1 of the 2 candidates of 'remove', seed 0 \(e.g. e\)"):
+        tradeoff_module.with_matched_baseline(runs, tmp_path)
+    write("remove", "s2", ["a"], [0.05])  # a file from another run than the one the log describes
+    with pytest.raises(DataError, match="1 candidates, but tradeoff.csv says the run scored 2"):
+        tradeoff_module.with_matched_baseline(runs, tmp_path)
+
