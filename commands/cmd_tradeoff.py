@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 
-from mitigation.removal_curve import DEFAULT_COUNTS, DEFAULT_RANKINGS
 from mitigation.tradeoff import DEFAULT_STRATEGIES
-from mitigation.tradeoff_session import QUICK
-from mitigation.tradeoff_stats import EFFECTS
-from mitigation.tradeoff_setup import EVAL_FRAC, EVAL_MAX, PROBE_FOLDS
+from mitigation.tradeoff.curve import DEFAULT_COUNTS, DEFAULT_RANKINGS
+from mitigation.tradeoff.experiment import EVAL_FRAC, EVAL_MAX, PROBE_FOLDS
+from mitigation.tradeoff.session import QUICK
+from mitigation.tradeoff.stats import EFFECTS
 
 DOWNSTREAM_SHAPES = 800
 # Not a seed any synthetic dataset of the tests or the demo uses: these drawings are new to every model.
@@ -70,9 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dataio.errors import UsageError
-    from mitigation import tradeoff_report
-    from mitigation.removal_curve import curve_table, removal_curve
-    from mitigation.tradeoff import tradeoff
+    from mitigation.tradeoff import report, tradeoff
+    import pandas as pd
+
+    from mitigation.tradeoff.curve import PLOT_UTILITY, curve_table, measured_metrics, removal_curve
+    from mitigation.tradeoff.trend import trend_table
 
     common = dict(epochs=args.epochs, samples=args.samples, quick=args.quick, model=args.model,
                   batch_size=args.batch_size, lr=args.lr, eval_max=args.eval_size, eval_frac=args.eval_frac,
@@ -90,12 +92,14 @@ def run(args: argparse.Namespace) -> int:
         if result.left_out:
             print(f"left out counts {result.left_out}: they would leave fewer than two batches of training pairs")
         print(curve_table(result.rows))
+        print()
+        print(trend_table(result.rows, measured_metrics(pd.DataFrame(result.rows)), PLOT_UTILITY))
     else:
         effects = parse_effects(args.min_effect)
         result = tradeoff(args.data, args.strategies, args.out, min_effects=effects, **common)
-        print(tradeoff_report.runs_table(result.rows))
+        print(report.runs_table(result.rows))
         print()
-        print(tradeoff_report.paired_table(result.rows, result.effects))
+        print(report.paired_table(result.rows, result.effects))
     for name, path in result.paths.items():
         print(f"{name:8} {path}")
     return 0

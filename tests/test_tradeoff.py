@@ -12,14 +12,13 @@ import cli
 import mitigation
 from dataio.errors import DataError, UsageError
 from dataio.reader import open_dataset
-from mitigation.removal_curve import removal_curve
-from mitigation.tradeoff import parse_strategy_list
-from mitigation.tradeoff_setup import EVAL_FRAC, EVAL_MAX, make_experiment
+from mitigation.tradeoff import parse_strategy_list, removal_curve
+from mitigation.tradeoff.experiment import EVAL_FRAC, EVAL_MAX, make_experiment
 from train.data import load_table
 
 # `mitigation.tradeoff` is also the function the package exports: reach the modules themselves.
-tradeoff_module = importlib.import_module("mitigation.tradeoff")
-curve_module = importlib.import_module("mitigation.removal_curve")
+tradeoff_module = importlib.import_module("mitigation.tradeoff.run")
+curve_module = importlib.import_module("mitigation.tradeoff.curve")
 TINY = dict(seeds=1, epochs=1, batch_size=32, progress=False)
 
 
@@ -163,6 +162,7 @@ def test_the_matched_baseline_is_over_the_runs_own_candidates_and_a_gap_is_an_er
     matched = {r["strategy"]: r for r in tradeoff_module.with_matched_baseline(runs, tmp_path)}
     assert matched["remove"]["baseline_memorization_same_candidates"] == pytest.approx(0.15)
     assert matched["remove"]["candidates_compared"] == 2
+    assert matched["remove"]["baseline_memorization_removed_candidates"] == pytest.approx(0.35)  # c and d
     assert matched["baseline"]["baseline_memorization_same_candidates"] == pytest.approx(0.25)
     write("remove", "s2", ["a", "e"], [0.05, 0.15])  # a candidate the baseline never scored
     with pytest.raises(DataError, match=r"baseline did not score 1 of the 2 candidates of 'remove', seed 0 \(e.g. e\)"):

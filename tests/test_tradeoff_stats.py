@@ -6,8 +6,9 @@ import pytest
 from scipy import stats
 
 from dataio.errors import UsageError
-from mitigation.tradeoff_stats import compare, compare_all, detectable_effect, holm, resolve_effects
-from mitigation.tradeoff_verdict import verdict
+from mitigation.tradeoff.stats import compare, compare_all, detectable_effect, holm, resolve_effects
+from mitigation.tradeoff.trend import trend_table, trends
+from mitigation.tradeoff.verdict import verdict
 
 BASE_MEM = (0.090, 0.081, 0.086, 0.088, 0.084)
 BASE_PROBE = (0.59, 0.61, 0.58, 0.60, 0.62)
@@ -120,3 +121,27 @@ def test_minimum_detectable_effect_is_where_the_paired_t_test_has_80_percent_pow
     assert np.mean(p < 0.05) == pytest.approx(0.8, abs=0.02)
     assert detectable_effect(sd, 10) < mde and detectable_effect(sd, 1) is None
     assert any("Smallest true effect these seeds detect" in s for s in verdict(run_log([0.03, -0.04, 0.01])))
+
+
+def curve_rows(metric_at) -> list:
+    """A removal curve: the count-0 point and two rankings at five counts, three seeds each."""
+    rows = [{"ranking": "none", "removed": 0, "seed": s, "linear_probe_acc": metric_at("none", 0, s)} for s in range(3)]
+    for ranking in ("falls", "flat"):
+        rows += [{"ranking": ranking, "removed": n, "seed": s, "linear_probe_acc": metric_at(ranking, n, s)}
+                 for n in (100, 200, 400, 800, 1600) for s in range(3)]
+    return rows
+
+
+def test_the_curve_trend_finds_a_steady_fall_and_not_noise():
+    rng = np.random.default_rng(3)
+    noise = {(r, n, s): rng.normal(0, 0.01) for r in ("none", "falls", "flat") for n in (0, 100, 200, 400, 800, 1600)
+             for s in range(3)}
+    rows = curve_rows(lambda r, n, s: 0.6 - (n / 1e4 if r == "falls" else 0) + noise[r, n, s])
+    found = {t.ranking: t for t in trends(rows, ["linear_probe_acc"])}
+    assert found["falls"].points == found["flat"].points == 18
+    assert found["falls"].rho < -0.8 and found["falls"].p < 0.01
+    assert found["flat"].p > 0.05
+    expected_rho = stats.spearmanr([0] * 3 + [n for n in (100, 200, 400, 800, 1600) for _ in range(3)],
+                                   [row["linear_probe_acc"] for row in rows if row["ranking"] in ("none", "falls")])[0]
+    assert found["falls"].rho == pytest.approx(expected_rho)
+    assert "| falls | linear_probe_acc | -0." in trend_table(rows, ["linear_probe_acc"], {})

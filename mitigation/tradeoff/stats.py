@@ -52,6 +52,8 @@ OUTCOMES = ("gain", "loss", "no change", "inconclusive")
 # The baseline's mean CLIPMem over the same candidates a run scored (removal scores fewer), and how many.
 MATCHED_BASELINE = "baseline_memorization_same_candidates"
 MATCHED_CANDIDATES = "candidates_compared"
+# The same baseline's mean CLIPMem over the candidates a removal took out: were the removed pairs memorized?
+REMOVED_BASELINE = "baseline_memorization_removed_candidates"
 PROSE = {
     "memorization": "memorization (mean CLIPMem on the candidates)",
     "linear_probe_acc": "linear-probe accuracy on the evaluation split",

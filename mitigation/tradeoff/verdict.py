@@ -1,4 +1,4 @@
-"""The verdict of tradeoff.md in plain sentences, from the outcomes of mitigation.tradeoff_stats.
+"""The verdict of tradeoff.md in plain sentences, from the outcomes of mitigation.tradeoff.stats.
 
 Per metric: which strategies gained, lost, changed nothing, or were inconclusive, and what the seeds could
 have detected. A strategy is recommended only where it lowered memorization (a gain) and every utility
@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from mitigation.tradeoff_stats import (
+from mitigation.tradeoff.stats import (
     BASELINE,
     OUTCOMES,
     PAIRED,

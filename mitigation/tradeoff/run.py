@@ -9,9 +9,10 @@ on it with the recipe's settings; `remove` is applied to the pairs the run train
 training keys by the flag run's ranking), so N pairs really leave the training data. Memorization is
 the paper protocol's mean CLIPMem over one candidate set (f on S_S+S_C, g on S_S+S_I, both trained under
 the strategy; removed candidates are not scored). Utility is measured on a fixed clean evaluation split
-no run trains on (mitigation.tradeoff_setup), each strategy compared with the baseline of the same seed
-(mitigation.tradeoff_stats: gain, loss, no change or inconclusive per metric). Every strategy, option and input is checked before the first training;
-each finished run is added to tradeoff.csv at once, and a rerun with the same settings skips it.
+no run trains on (mitigation.tradeoff.experiment), each strategy compared with the baseline of the same
+seed (mitigation.tradeoff.stats: gain, loss, no change or inconclusive per metric). Every strategy, option
+and input is checked before the first training; each finished run is added to tradeoff.csv at once, and a
+rerun with the same settings skips it.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from curate.rankings import RANKINGS, resolve_ranking
 from dataio.atomic import write_json, write_parquet
 from dataio.errors import DataError, UsageError
 from dataio.paths import tradeoff_folder
-from mitigation import tradeoff_report
 from mitigation.base import Options
 from mitigation.remove import check_amount, load_scores
 from mitigation.strategies import STRATEGIES, check_options, mitigate, options_from
-from mitigation.tradeoff_log import settings_hash
-from mitigation.tradeoff_session import (
+from mitigation.tradeoff import report
+from mitigation.tradeoff.log import settings_hash
+from mitigation.tradeoff.session import (
     REMOVAL_ORDER,
     Session,
     resolve_settings,
@@ -41,7 +42,7 @@ from mitigation.tradeoff_session import (
     start_session,
     training_config,
 )
-from mitigation.tradeoff_setup import (
+from mitigation.tradeoff.experiment import (
     EVAL_FRAC,
     EVAL_MAX,
     PROBE_FOLDS,
@@ -50,7 +51,13 @@ from mitigation.tradeoff_setup import (
     removal,
     utility,
 )
-from mitigation.tradeoff_stats import BASELINE, MATCHED_BASELINE, MATCHED_CANDIDATES, resolve_effects
+from mitigation.tradeoff.stats import (
+    BASELINE,
+    MATCHED_BASELINE,
+    MATCHED_CANDIDATES,
+    REMOVED_BASELINE,
+    resolve_effects,
+)
 from train.data import Table, load_table
 from train.loop import train_clip
 
@@ -112,7 +119,7 @@ class TradeoffResult:
     rows: list
     paths: dict
     settings: dict
-    effects: dict  # the smallest effect that matters per metric (tradeoff_stats.EFFECTS with the user's values)
+    effects: dict  # the smallest effect that matters per metric (mitigation.tradeoff.stats.EFFECTS with the user's values)
 
 
 def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, epochs: int = 10,
@@ -123,11 +130,11 @@ def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, e
 
     strategies: a comma-separated string or a list, each item a strategy (or `baseline`, or names joined by
     +) with options, e.g. "baseline,text-noise:sigma=0.3,remove:by=random:count=100". quick: the subsample,
-    epochs and seeds of mitigation.tradeoff_session.QUICK wherever those arguments are left at their defaults.
+    epochs and seeds of mitigation.tradeoff.session.QUICK wherever those arguments are left at their defaults.
     scores: flag's scores.parquet for `remove` (default DATA.clipmem/scores.parquet). downstream: labeled
     images no run trains on (a train.data Table, or items with `image_bytes` and `category`) for a second
     linear probe. min_effects: the smallest change that matters per metric, e.g. {"linear_probe_acc": 0.02}
-    (tradeoff_stats.EFFECTS for the rest); it decides outcomes and the verdict, not the runs. Default OUT:
+    (mitigation.tradeoff.stats.EFFECTS for the rest); it decides outcomes and the verdict, not the runs. Default OUT:
     DATA.tradeoff beside the data. Runs already in OUT/tradeoff.csv with the same settings are not run again.
     """
     specs = parse_strategy_list(strategies if isinstance(strategies, str) else ",".join(strategies))
@@ -141,7 +148,7 @@ def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, e
     rows = with_matched_baseline(run_tradeoff(session, specs), out)
     for row in rows:  # tradeoff.csv carries the comparison the report makes
         session.log.add(row)
-    paths = tradeoff_report.write_all(out, rows, settings, describe_experiment(session.experiment), effects)
+    paths = report.write_all(out, rows, settings, describe_experiment(session.experiment), effects)
     return TradeoffResult(rows, paths, settings, effects)
 
 
@@ -300,12 +307,12 @@ def clipmem_path(out: Path, label: str, seed: int, key: str) -> Path:
 def with_matched_baseline(rows: list, out: Path) -> list:
     """Add the same-seed baseline's mean CLIPMem over each run's own candidates (and how many), so a removal
     that leaves its most memorized candidates unscored is compared on the candidates it kept, not credited
-    for dropping them. A candidate the baseline did not score, or a file that disagrees with its row, is a
+    for dropping them; and over the candidates it removed, to show whether the removed pairs were memorized. A candidate the baseline did not score, or a file that disagrees with its row, is a
     DataError: the comparison is never made over whatever keys happen to overlap."""
     baselines = {r["seed"]: r for r in rows if r["strategy"] == BASELINE}
     matched = []
     for row in rows:
-        value, count = None, None
+        value, count, removed = None, None, None
         if row["seed"] in baselines:
             own = read_clipmem(out, row)
             base = read_clipmem(out, baselines[row["seed"]]).set_index("key")["clipmem_raw"]
@@ -316,7 +323,9 @@ def with_matched_baseline(rows: list, out: Path) -> list:
                                 f"{row['strategy']!r}, seed {row['seed']} (e.g. {min(missing)}); rerun both in a "
                                 "fresh --out")
             value, count = (float(base[own["key"]].mean()) if len(own) else None), len(own)
-        matched.append({**row, MATCHED_BASELINE: value, MATCHED_CANDIDATES: count})
+            gone = base.drop(own["key"])
+            removed = float(gone.mean()) if len(gone) else None
+        matched.append({**row, MATCHED_BASELINE: value, MATCHED_CANDIDATES: count, REMOVED_BASELINE: removed})
     return matched
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from dataio import paths as data_paths
 from dataio.errors import UsageError
 from dataio.reader import open_dataset
-from mitigation.tradeoff_log import RunLog
-from mitigation.tradeoff_setup import Experiment, downstream_table, fingerprint, make_experiment
+from mitigation.tradeoff.log import RunLog
+from mitigation.tradeoff.experiment import Experiment, downstream_table, fingerprint, make_experiment
 from train.config import TrainConfig
 from train.data import Table, load_table
 

@@ -20,11 +20,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dataio.atomic import atomic_write, write_text  # noqa: E402
-from mitigation import tradeoff_stats, tradeoff_verdict  # noqa: E402
+from mitigation.tradeoff import stats, verdict  # noqa: E402
 
-METRICS = ["memorization", "memorization_change", "linear_probe_acc", "downstream_probe_acc", "zeroshot_words_acc", "i2t_r1_caption",
+METRICS = ["memorization", "memorization_change", stats.MATCHED_BASELINE, stats.REMOVED_BASELINE,
+           "linear_probe_acc", "downstream_probe_acc", "zeroshot_words_acc", "i2t_r1_caption",
            "i2t_r5_caption"]
 HEADERS = {"memorization": "memorization", "memorization_change": "Δ memorization (same candidates)",
+           stats.MATCHED_BASELINE: "baseline memorization, kept candidates",
+           stats.REMOVED_BASELINE: "baseline memorization, removed candidates",
            "linear_probe_acc": "linear probe", "downstream_probe_acc": "downstream probe",
            "zeroshot_words_acc": "zero-shot (caption words)", "i2t_r1_caption": "R@1", "i2t_r5_caption": "R@5"}
 PLOT_UTILITY = "linear_probe_acc"
@@ -34,16 +37,16 @@ def summarize(rows: list) -> pd.DataFrame:
     """Mean and std over seeds per strategy, in the order strategies first appear."""
     frame = pd.DataFrame(rows)
     order = list(dict.fromkeys(frame["strategy"]))
-    if tradeoff_stats.MATCHED_BASELINE in frame:
+    if stats.MATCHED_BASELINE in frame:
         frame["memorization_change"] = (pd.to_numeric(frame["memorization"], errors="coerce")
-                                        - pd.to_numeric(frame[tradeoff_stats.MATCHED_BASELINE], errors="coerce"))
+                                        - pd.to_numeric(frame[stats.MATCHED_BASELINE], errors="coerce"))
     metrics = [m for m in METRICS if m in frame]
     frame[metrics] = frame[metrics].apply(pd.to_numeric, errors="coerce")
     grouped = frame.groupby("strategy", sort=False)
     table = grouped[metrics].mean().add_suffix("_mean").join(grouped[metrics].std(ddof=1).add_suffix("_std"))
     table["seeds"] = grouped.size()
     for column in ("captions", "removed", "removed_injected", "candidates_scored", "candidates_total",
-                   tradeoff_stats.MATCHED_CANDIDATES):
+                   stats.MATCHED_CANDIDATES):
         if column in frame:
             table[column] = grouped[column].first()
     return table.loc[order]
@@ -102,8 +105,8 @@ def _delta(c) -> str:
 def paired_table(rows: list, effects: dict) -> str:
     """Each strategy against the baseline of the same seed: Δ with its interval and the outcome per metric,
     then the smallest effect that matters and the smallest the seeds detect."""
-    comparisons = tradeoff_stats.compare_all(rows, effects)
-    metrics = [m for m in tradeoff_stats.PAIRED if any(k[1] == m for k in comparisons)]
+    comparisons = stats.compare_all(rows, effects)
+    metrics = [m for m in stats.PAIRED if any(k[1] == m for k in comparisons)]
     if not metrics:
         return "No paired comparison: the strategies need a `baseline` run of the same seeds."
     header = "| strategy | " + " | ".join(f"Δ {HEADERS[m]} [interval] | outcome" for m in metrics) + " |"
@@ -114,8 +117,8 @@ def paired_table(rows: list, effects: dict) -> str:
             cells += [_delta(c), "" if c is None else c.outcome]
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     lines.append("| smallest effect that matters | "
-                 + " | ".join(f"±{tradeoff_verdict.effect_text(m, effects)} | " for m in metrics) + "|")
-    detectable = tradeoff_stats.detectable_effects(comparisons)
+                 + " | ".join(f"±{verdict.effect_text(m, effects)} | " for m in metrics) + "|")
+    detectable = stats.detectable_effects(comparisons)
     cells = [f"{detectable[m][0]:.4f} ({detectable[m][1]} seeds) | " if m in detectable else "n/a (1 seed) | "
              for m in metrics]
     lines.append("| minimum detectable effect (power 0.8) | " + " | ".join(cells) + "|")
@@ -123,7 +126,7 @@ def paired_table(rows: list, effects: dict) -> str:
 
 
 def markdown(rows: list, settings: dict, sizes: dict, effects: dict | None = None) -> str:
-    effects = tradeoff_stats.resolve_effects(effects)
+    effects = stats.resolve_effects(effects)
     summary = summarize(rows)
     downstream = (f"{sizes['downstream']} images no run trained on, {sizes['probe_folds']}-fold linear probe"
                   if sizes.get("downstream") else "not measured (no downstream images given)")
@@ -147,9 +150,9 @@ def markdown(rows: list, settings: dict, sizes: dict, effects: dict | None = Non
         "## Against the baseline of the same seed",
         "",
         "Δ: strategy minus baseline, mean over seeds, with its interval (t distribution over seeds, level "
-        f"1 - {tradeoff_stats.ALPHA} / strategies compared). Outcome: no change where the interval lies inside "
+        f"1 - {stats.ALPHA} / strategies compared). Outcome: no change where the interval lies inside "
         "± the smallest effect that matters; gain or loss where the paired t-test, Holm-corrected for the number "
-        f"of strategies, rejects no difference at {tradeoff_stats.ALPHA}; inconclusive otherwise (never read as "
+        f"of strategies, rejects no difference at {stats.ALPHA}; inconclusive otherwise (never read as "
         "no effect). Minimum detectable effect: the true difference these seeds find with power 0.8, from the "
         "spread of the paired differences.",
         "",
@@ -160,7 +163,7 @@ def markdown(rows: list, settings: dict, sizes: dict, effects: dict | None = Non
         "",
         "## Verdict",
         "",
-        " ".join(tradeoff_verdict.verdict(rows, effects)),
+        " ".join(verdict.verdict(rows, effects)),
         "",
         "![trade-off](tradeoff.png)",
         "",
