@@ -35,7 +35,8 @@ import pandas as pd  # noqa: E402
 from dataio.atomic import write_json, write_text  # noqa: E402
 from dataio.reader import open_dataset  # noqa: E402
 from dataio.writer import Keep, Remove, write_dataset  # noqa: E402
-from demo.build import build_demo, inject_swaps_into  # noqa: E402
+from dataio.truth import TRUTH_FIELDS  # noqa: E402
+from demo.build import build_demo, caption_bearing, inject_swaps_into  # noqa: E402
 
 CELLS = [("cross-category", 0.10), ("within-category", 0.10), ("shared-keyword", 0.10), ("boilerplate", 0.10),
          ("unique-swap", 0.08), ("cross-category", 0.05), ("within-category", 0.05), ("cross-category", 0.40),
@@ -45,7 +46,6 @@ RANKINGS = ["combined", "combined-neighbour", "neighbour", "clipscore", "csl", "
 CANARY_MATCH = {"cross-category": "random-caption", "within-category": "image-neighbour",
                 "shared-keyword": "text-neighbour", "boilerplate": "generic", "unique-swap": "random-caption"}
 OLD_DEFAULT = "combined-neighbour"
-NOISE_FIELDS = ("injected", "noise", "original_caption", "swapped_from")
 
 
 def noisy_copy(clean: Path, out: Path, keys: set, noise: str, rate: float, seed: int) -> Path:
@@ -66,8 +66,10 @@ def noisy_copy(clean: Path, out: Path, keys: set, noise: str, rate: float, seed:
         row = changed.get(sample.key)
         if row is None:
             return Keep()
+        # every caption-bearing field, not only the captions: a title left behind would hold the truth
+        fields = [name for name in caption_bearing(row) if name not in ("caption", "captions")]
         return Keep(caption=row["caption"], captions=row["captions"],
-                    meta_update={field: row.get(field) for field in NOISE_FIELDS})
+                    meta_update={field: row.get(field) for field in fields + list(TRUTH_FIELDS)})
 
     write_dataset(open_dataset(clean), out, decide, overwrite=True, progress=False, verify_images=False)
     return out

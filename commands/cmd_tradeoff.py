@@ -6,7 +6,8 @@
     python cli.py tradeoff --data laion_subset --curve --curve-counts 0,50,100,200,400,800,1600
 
 Writes DATA.tradeoff/: tradeoff.csv (one row per finished run, written as each finishes), tradeoff.md
-(runs, paired comparisons against the same-seed baseline, the noise floor, a verdict), tradeoff.png
+(runs, paired comparisons against the same-seed baseline, each strategy and metric a gain, loss, no change or
+inconclusive against --min-effect, the minimum detectable effect, a verdict), tradeoff.png
 (utility against memorization, the Pareto front marked), configs/ and clipmem/ (per run). With --curve:
 removal_curve.csv and removal_curve.png instead. Strategies, options and the scores file are checked
 before any training; a rerun with the same settings skips the runs already in the csv.
@@ -16,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 
-from mitigation.removal_curve import DEFAULT_COUNTS, DEFAULT_RANKINGS
 from mitigation.tradeoff import DEFAULT_STRATEGIES
-from mitigation.tradeoff_session import QUICK
-from mitigation.tradeoff_setup import EVAL_FRAC, EVAL_MAX, PROBE_FOLDS
+from mitigation.tradeoff.curve import DEFAULT_COUNTS, DEFAULT_RANKINGS
+from mitigation.tradeoff.experiment import EVAL_FRAC, EVAL_MAX, PROBE_FOLDS
+from mitigation.tradeoff.session import QUICK
+from mitigation.tradeoff.stats import EFFECTS
 
 DOWNSTREAM_SHAPES = 800
 # Not a seed any synthetic dataset of the tests or the demo uses: these drawings are new to every model.
@@ -52,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drawn shapes (demo.synthetic) for a downstream linear probe on images no run saw; 0: none")
     parser.add_argument("--scores", help="flag's scores.parquet for remove and --curve "
                                          "(when not given: DATA.clipmem/scores.parquet)")
+    parser.add_argument("--min-effect", metavar="METRIC=V[,...]", default="",
+                        help="the smallest change that matters per metric (defaults: "
+                             + ", ".join(f"{m}={v:g}" for m, v in EFFECTS.items())
+                             + "; memorization as a fraction of the baseline's mean); an interval inside +-V is "
+                               "no change, and a strategy is recommended only where every utility loss of V is "
+                               "ruled out")
     parser.add_argument("--curve", action="store_true",
                         help="the removal curve instead of the strategies: one model per (ranking, count), utility only, "
                              "on the training pool minus the top COUNT by the ranking")
@@ -62,9 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dataio.errors import UsageError
-    from mitigation import tradeoff_report
-    from mitigation.removal_curve import curve_table, removal_curve
-    from mitigation.tradeoff import tradeoff
+    from mitigation.tradeoff import report, tradeoff
+    import pandas as pd
+
+    from mitigation.tradeoff.curve import PLOT_UTILITY, curve_table, measured_metrics, removal_curve
+    from mitigation.tradeoff.trend import trend_table
 
     common = dict(epochs=args.epochs, samples=args.samples, quick=args.quick, model=args.model,
                   batch_size=args.batch_size, lr=args.lr, eval_max=args.eval_size, eval_frac=args.eval_frac,
@@ -82,14 +92,37 @@ def run(args: argparse.Namespace) -> int:
         if result.left_out:
             print(f"left out counts {result.left_out}: they would leave fewer than two batches of training pairs")
         print(curve_table(result.rows))
-    else:
-        result = tradeoff(args.data, args.strategies, args.out, **common)
-        print(tradeoff_report.runs_table(result.rows))
         print()
-        print(tradeoff_report.paired_table(result.rows))
+        print(trend_table(result.rows, measured_metrics(pd.DataFrame(result.rows)), PLOT_UTILITY))
+    else:
+        effects = parse_effects(args.min_effect)
+        result = tradeoff(args.data, args.strategies, args.out, min_effects=effects, **common)
+        print(report.runs_table(result.rows))
+        print()
+        print(report.paired_table(result.rows, result.effects))
     for name, path in result.paths.items():
         print(f"{name:8} {path}")
     return 0
+
+
+def parse_effects(text: str) -> dict:
+    """'linear_probe_acc=0.02,memorization=0.2' -> {name: value}; names and values are checked by the trade-off.
+
+    >>> parse_effects("linear_probe_acc=0.02, memorization=0.2")
+    {'linear_probe_acc': 0.02, 'memorization': 0.2}
+    """
+    from dataio.errors import UsageError
+
+    effects = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        name, sep, value = item.partition("=")
+        try:
+            effects[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise UsageError(f"--min-effect {item!r}: give METRIC=VALUE, e.g. linear_probe_acc=0.02")
+    return effects
 
 
 def downstream_items(count: int):

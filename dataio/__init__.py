@@ -10,6 +10,7 @@ which is why the OpenMP setting below lives here.
     dataio.recipe    mitigation.json: read, write, its training settings
     dataio.export    kept keys for DataComp's resharder (.npy); scores joinable to img2dataset's parquet
     dataio.summary   what a dataset folder holds (the `inspect` command)
+    dataio.truth     the fields that record simulated noise (TRUTH_FIELDS), which only scoring reads
     dataio.atomic    temporary name, then rename: the one way files are written
     dataio.paths     default output folders beside the input (DATA.clipmem, DATA.tradeoff, ...)
     dataio.errors    UsageError, DataError: one line and exit code 2 at the command line

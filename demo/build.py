@@ -5,8 +5,10 @@ in a url+caption parquet, served by `python -m http.server` on 127.0.0.1 and dow
 img2dataset, so the result is a genuine img2dataset output folder (NNNNN.tar + NNNNN.parquet +
 NNNNN_stats.json). With --inject-swaps a fraction of captions is replaced with noise of one type (--noise:
 another category's captions, another image's of the same category, a caption sharing a keyword, or web
-boilerplate); the json records `injected`, `noise`, `original_caption` and `swapped_from` so that
-detection can be scored. Clean pairs carry `injected: false` and `noise: null`.
+boilerplate). A swap replaces every caption-bearing field (caption, captions, title, description,
+keywords, a shape's attributes), so no field a strategy may read still holds the truth; that lives only
+in `injected`, `noise`, `original_caption` and `swapped_from` (dataio.truth), for scoring detection.
+Clean pairs carry `injected: false` and `noise: null`.
 
 Example:
     >>> from demo.build import build_demo
@@ -18,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
@@ -34,6 +37,7 @@ from typing import Optional
 
 from dataio.errors import DataError, UsageError
 from dataio.reader import FORMATS
+from dataio.truth import TRUTH_FIELDS
 from demo import staging
 
 SOURCES = ("openclipart", "synthetic")
@@ -58,6 +62,13 @@ NOISE_DONORS = {
     "shared-keyword": "a sample of another category with a caption keyword in common",
     "boilerplate": "a generic caption other than its own",
 }
+# What a swap leaves as it was: the image, where it came from, img2dataset's record of its download (for
+# rows read back from a built folder, as bench/detection.py injects them), and the category a probe or
+# zero-shot scores the image by (an image label, not caption text). Every other field is caption text or what
+# the captions were made from, which multi-caption --caption-fields may read: a swap takes all of them from
+# the donor.
+IMAGE_FIELDS = ("url", "url_path", "source_id", "source_sha256", "category", "key", "status", "error_message",
+                "width", "height", "original_width", "original_height", "exif", "sha256", "md5")
 # Synthetic shapes have no keyword list; the colour and shape words of their captions serve instead.
 ATTRIBUTE_KEYWORDS = ("color", "shape")
 # One img2dataset thread per process: samples then sit in each shard in url-list order, run after run.
@@ -173,7 +184,9 @@ def build(out, n: Optional[int] = None, image_size: int = 64, seed: int = 0, inj
 def inject_swaps_into(rows: list, fraction: float, seed: int, noise: str = DEFAULT_NOISE) -> int:
     """Give round(fraction * len(rows)) rows the captions of `noise` (a NOISE_TYPES name); return how many.
 
-    Replaced rows get injected=True, noise=<the type>, original_caption (their own primary caption) and
+    Replaced rows take every caption-bearing field (all but IMAGE_FIELDS and the truth fields) from the
+    donor; boilerplate, which has no donor, sets caption and captions to its text and the others to None.
+    They get injected=True, noise=<the type>, original_caption (their own primary caption) and
     swapped_from (the donor's source_id; None for boilerplate). Donors give their own captions, never ones
     swapped in earlier, and never a caption equal to the row's own. Rows that no donor suits are passed
     over for rows that one does; UsageError when too few rows are left. Same seed, same result.
@@ -199,10 +212,22 @@ def inject_swaps_into(rows: list, fraction: float, seed: int, noise: str = DEFAU
     rng = random.Random(f"swaps:{seed}")
     times_given = Counter()
     for index in sorted(rng.sample(eligible, count)):
-        caption, captions, donor_id = _draw_replacement(pools[index], own_keys[index], times_given, rng)
-        rows[index].update(original_caption=rows[index]["caption"], caption=caption, captions=list(captions),
-                           swapped_from=donor_id, injected=True, noise=noise)
+        donor_id, fields = _draw_replacement(pools[index], own_keys[index], times_given, rng)
+        row = rows[index]
+        original = row["caption"]
+        for name in set(caption_bearing(row)) | set(fields):
+            row[name] = copy.deepcopy(fields.get(name))
+        row.update(original_caption=original, swapped_from=donor_id, injected=True, noise=noise)
     return count
+
+
+def caption_bearing(row: dict) -> list:
+    """The row's fields a swap replaces: all but the image's own (IMAGE_FIELDS) and the truth fields.
+
+    >>> caption_bearing({"caption": "a", "captions": ["a"], "title": "A", "category": "x", "injected": False})
+    ['caption', 'captions', 'title']
+    """
+    return [name for name in row if name not in IMAGE_FIELDS and name not in TRUTH_FIELDS]
 
 
 def caption_keywords(row: dict) -> frozenset:
@@ -225,16 +250,18 @@ def caption_keywords(row: dict) -> frozenset:
 
 
 def _donor_pools(rows: list, noise: str) -> list:
-    """Per row, the replacements `noise` allows it: {caption key: [(caption, captions, source_id), ...]}.
+    """Per row, the replacements `noise` allows it: {caption key: [(source_id, caption-bearing fields), ...]}.
 
     Grouped by distinct caption so that a donor is drawn caption first: one caption on 1,359 images is
     then no likelier to be swapped in than a caption on one. Rows of the same category (and keywords)
     share one pool; a pool still holds the row's own caption, which the draw leaves out.
     """
     if noise == "boilerplate":
-        pool = _group_by_caption((_caption_key(text), (text, (text,), None)) for text in BOILERPLATE_CAPTIONS)
+        pool = _group_by_caption((_caption_key(text), (None, {"caption": text, "captions": [text]}))
+                                 for text in BOILERPLATE_CAPTIONS)
         return [pool] * len(rows)
-    offers = [(row["caption"], tuple(row["captions"]), row["source_id"]) for row in rows]
+    # Copied now: a donor gives the fields it had before any swap, whatever is swapped into it later.
+    offers = [(row["source_id"], copy.deepcopy({name: row[name] for name in caption_bearing(row)})) for row in rows]
     caption_keys = [_caption_key(row["caption"]) for row in rows]
     categories = [row["category"] for row in rows]
     same_category = noise == "within-category"

@@ -119,9 +119,11 @@ def row_for(item: SourceItem) -> dict:
 def write_url_list(rows: list, path: Path) -> Path:
     """The url+caption parquet img2dataset reads, with explicit column types (no all-null columns)."""
     fields = [pa.field("url", pa.string())]
-    for name, value in rows[0].items():
+    for name in rows[0]:
         if name == "url":
             continue
+        # A boilerplate swap sets a row's other caption fields to None: the type comes from a row that has one.
+        value = next((row[name] for row in rows if row.get(name) is not None), None)
         if name in BASE_COLUMNS:
             kind = BASE_COLUMNS[name]
         elif isinstance(value, list):

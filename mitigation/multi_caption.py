@@ -19,6 +19,7 @@ import json
 from dataio.errors import UsageError
 from dataio.reader import Dataset, Sample
 from dataio.recipe import read_recipe
+from dataio.truth import TRUTH_FIELDS
 from dataio.writer import Keep
 from mitigation.base import Options, Step, count
 from train.eda import augment_caption
@@ -82,6 +83,10 @@ def gather_captions(dataset: Dataset, options: Options) -> Step:
     """Give each image every caption its data holds (plus EDA up to `min_captions`); training samples one."""
     if options.min_captions < 0:
         raise UsageError(f"--min-captions must be 0 or more, got {options.min_captions}")
+    truth = [name for name in options.caption_fields if name in TRUTH_FIELDS]
+    if truth:
+        raise UsageError(f"--caption-fields {','.join(truth)}: the ground truth of simulated noise, never a caption "
+                         f"({', '.join(TRUTH_FIELDS)} are for scoring detection only)")
     fields = tuple(dict.fromkeys(DEFAULT_FIELDS + tuple(options.caption_fields)))
     step = Step(
         "multi-caption",

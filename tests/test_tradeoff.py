@@ -7,21 +7,18 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 import cli
 import mitigation
-from dataio.errors import UsageError
+from dataio.errors import DataError, UsageError
 from dataio.reader import open_dataset
-from mitigation.removal_curve import removal_curve
-from mitigation.tradeoff import parse_strategy_list
-from mitigation.tradeoff_setup import EVAL_FRAC, EVAL_MAX, make_experiment
-from mitigation.tradeoff_stats import compare, verdict
+from mitigation.tradeoff import parse_strategy_list, removal_curve
+from mitigation.tradeoff.experiment import EVAL_FRAC, EVAL_MAX, make_experiment
 from train.data import load_table
 
 # `mitigation.tradeoff` is also the function the package exports: reach the modules themselves.
-tradeoff_module = importlib.import_module("mitigation.tradeoff")
-curve_module = importlib.import_module("mitigation.removal_curve")
+tradeoff_module = importlib.import_module("mitigation.tradeoff.run")
+curve_module = importlib.import_module("mitigation.tradeoff.curve")
 TINY = dict(seeds=1, epochs=1, batch_size=32, progress=False)
 
 
@@ -62,6 +59,14 @@ def test_removal_takes_the_requested_pairs_from_the_subsample_it_trains_on(shape
     assert row["candidates_scored"] == len(candidates - set(removed)) < row["candidates_total"] == len(candidates)
     f_keys = set(experiment.plan.models[0].train_keys)
     assert row["train_pairs_f"] == len(f_keys - set(removed))
+    # the matched comparison is in the run log itself, over the removal's own candidates, in files named by settings
+    logged = pd.read_csv(out / "tradeoff.csv").set_index("strategy")
+    assert logged.loc["remove:by=clipmem:count=9", "candidates_compared"] == row["candidates_scored"]
+    base_file = out / "clipmem" / f"baseline_seed0_{logged.loc['baseline', 'settings']}.parquet"
+    base = pd.read_parquet(base_file).set_index("key")["clipmem_raw"]
+    kept = sorted(candidates - set(removed))
+    assert logged.loc["remove:by=clipmem:count=9", "baseline_memorization_same_candidates"] == \
+        pytest.approx(base[kept].mean())
     markdown = (out / "tradeoff.md").read_text()
     assert f"| 9 ({row['removed_injected']}) | {row['candidates_scored']} of {row['candidates_total']} |" in markdown
     assert "## Verdict" in markdown and "n/a (1 seed)" in markdown
@@ -92,6 +97,9 @@ def test_removing_the_swaps_beats_removing_as_many_at_random(make_synthetic, tmp
     (["--strategies", "baseline,remove", "--scores", "/no/such/scores.parquet"], "no scores file"),
     (["--curve", "--scores", "/no/such/scores.parquet"], "no scores file"),
     (["--curve", "--curve-rankings", "loss"], "unknown ranking"),
+    (["--min-effect", "r5=0.02"], "--min-effect: unknown metric r5"),
+    (["--min-effect", "linear_probe_acc=0"], "must be a number above 0"),
+    (["--min-effect", "linear_probe_acc"], "give METRIC=VALUE"),
 ])
 def test_a_mistake_fails_in_one_line_before_any_training(shapes, tmp_path, capsys, monkeypatch, arguments, message):
     def no_training(*args, **kwargs):
@@ -149,20 +157,6 @@ def test_an_interrupted_tradeoff_resumes_without_redoing_finished_runs(shapes, t
     assert len(pd.read_csv(out / "tradeoff.csv")) == 3
 
 
-def test_paired_comparison_is_a_paired_t_test_over_seeds():
-    base, noisy = [0.50, 0.55, 0.47, 0.52], [0.46, 0.50, 0.45, 0.47]
-    rows = [{"strategy": s, "seed": k, "linear_probe_acc": v} for s, values in (("baseline", base), ("noise", noisy))
-            for k, v in enumerate(values)]
-    c = compare(rows, "noise", "linear_probe_acc")
-    diffs = np.subtract(noisy, base)
-    assert c.mean == pytest.approx(diffs.mean()) and c.p == pytest.approx(stats.ttest_rel(noisy, base).pvalue)
-    half = stats.t.ppf(0.975, 3) * diffs.std(ddof=1) / 2
-    assert (c.low, c.high) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
-    # the baseline moves about 0.06 between seeds: a significant -0.04 is still within that noise
-    assert c.significant and c.noise_floor > 0.04 and c.beyond_noise is False
-    assert "within noise for noise" in " ".join(verdict(rows))
-
-
 @pytest.mark.parametrize("text, message", [("", "empty"), ("remove:count", "name=value"), ("shuffle", "unknown strategy"),
                                            ("baseline:seed=1", "no options"), ("baseline,baseline", "twice")])
 def test_bad_strategy_lists_are_usage_errors(text, message):
@@ -176,13 +170,25 @@ def test_strategy_options_are_parsed_with_types():
     assert specs[1].options == {"by": "random", "count": 100} and specs[2].options == {"sigma": 0.3}
 
 
-def test_a_strategy_that_costs_retrieval_is_not_recommended_as_free():
-    # "noise" lowers memorization most but loses R@5 beyond noise; "multi" lowers it less at no cost
-    table = {"baseline": ((0.090, 0.081, 0.086), (0.48, 0.47, 0.51)),
-             "noise": ((0.047, 0.045, 0.057), (0.35, 0.35, 0.37)),
-             "multi": ((0.049, 0.058, 0.060), (0.48, 0.47, 0.46))}
-    rows = [{"strategy": name, "seed": seed, "memorization": mem[seed], "linear_probe_acc": 0.59,
-             "i2t_r5_caption": r5[seed]} for name, (mem, r5) in table.items() for seed in range(3)]
-    sentences = verdict(rows)
-    assert any(s.startswith("Image-to-text R@5") and "lowered beyond noise by noise" in s for s in sentences)
-    assert sentences[-1].startswith("Recommendation for this data: multi;")
+def test_the_matched_baseline_is_over_the_runs_own_candidates_and_a_gap_is_an_error(tmp_path):
+    (tmp_path / "clipmem").mkdir()
+    runs = [{"strategy": "baseline", "seed": 0, "settings": "s1", "candidates_scored": 4, "memorization": 0.25},
+            {"strategy": "remove", "seed": 0, "settings": "s2", "candidates_scored": 2, "memorization": 0.1}]
+
+    def write(label, key, keys, values):
+        pd.DataFrame({"key": keys, "clipmem_raw": values}).to_parquet(tradeoff_module.clipmem_path(tmp_path, label, 0, key))
+
+    write("baseline", "s1", ["a", "b", "c", "d"], [0.1, 0.2, 0.3, 0.4])
+    write("remove", "s2", ["a", "b"], [0.05, 0.15])
+    matched = {r["strategy"]: r for r in tradeoff_module.with_matched_baseline(runs, tmp_path)}
+    assert matched["remove"]["baseline_memorization_same_candidates"] == pytest.approx(0.15)
+    assert matched["remove"]["candidates_compared"] == 2
+    assert matched["remove"]["baseline_memorization_removed_candidates"] == pytest.approx(0.35)  # c and d
+    assert matched["baseline"]["baseline_memorization_same_candidates"] == pytest.approx(0.25)
+    write("remove", "s2", ["a", "e"], [0.05, 0.15])  # a candidate the baseline never scored
+    with pytest.raises(DataError, match=r"baseline did not score 1 of the 2 candidates of 'remove', seed 0 \(e.g. e\)"):
+        tradeoff_module.with_matched_baseline(runs, tmp_path)
+    write("remove", "s2", ["a"], [0.05])  # a file from another run than the one the log describes
+    with pytest.raises(DataError, match="1 candidates, but tradeoff.csv says the run scored 2"):
+        tradeoff_module.with_matched_baseline(runs, tmp_path)
+

@@ -309,3 +309,39 @@ def test_transparent_images_are_composited_on_white():
     assert pixels.shape == (3, 16, 16)
     assert tuple(pixels[:, 0, 0]) == (255, 255, 255)  # transparent corner: white, not black
     assert pixels[0, 8, 8] == 255 and pixels[1, 8, 8] < 30  # the red square in the centre crop
+
+
+def batches_seen(table, keys, monkeypatch, **kwargs) -> list:
+    """The key sets of each training step, as the loop hands them to batch_tokens."""
+    seen = []
+    real = batch_tokens  # the loop's own, imported before any spy replaced it
+
+    def spy(table, tokenizer, tokens, first_caption, caption_counts, local_rows, local_keys, *args):
+        seen.append(set(local_keys))
+        return real(table, tokenizer, tokens, first_caption, caption_counts, local_rows, local_keys, *args)
+
+    monkeypatch.setattr(train_loop, "batch_tokens", spy)
+    train_clip(table, keys, TrainConfig(epochs=1, batch_size=40, warmup=1, image_size=32), progress=False, **kwargs)
+    return seen
+
+
+def test_a_removal_sees_the_full_runs_batches_minus_the_removed_pairs(monkeypatch):
+    n = 400
+    keys = [f"{i:05d}" for i in range(n)]
+    table = table_from_tensors(keys, torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8),
+                               [f"caption {i}" for i in range(n)])
+    removed = set(random.Random(0).sample(keys, 40))
+    kept = [k for k in keys if k not in removed]
+    full = batches_seen(table, keys, monkeypatch)
+    paired = batches_seen(table, kept, monkeypatch, order_keys=keys)
+    unpaired = batches_seen(table, kept, monkeypatch)
+    assert len(paired) == len(full) == 10
+    assert all(mine == theirs - removed for mine, theirs in zip(paired, full))
+
+    def shared(batches):  # of the pairs a removal run trains on, the share in the full run's batch of that step
+        return sum(len(mine & theirs) for mine, theirs in zip(batches, full)) / sum(len(mine) for mine in batches)
+
+    assert shared(paired) >= 0.95
+    assert shared(unpaired) < 0.5  # an order drawn over the kept keys alone is unrelated to the full run's
+    with pytest.raises(UsageError, match="1 training keys are not among"):
+        train_clip(table, kept, TrainConfig(epochs=1, batch_size=40), order_keys=kept[1:], progress=False)

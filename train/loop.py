@@ -49,9 +49,13 @@ CaptionAugment = Callable[[str, random.Random], str]
 def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | None = None,
                out_dir: str | Path | None = None, *, caption_augment: CaptionAugment | None = None,
                resume: bool = False, on_epoch_end: Callable[[int, dict], None] | None = None,
-               progress: bool = True, run_info: dict | None = None) -> TrainResult:
+               progress: bool = True, run_info: dict | None = None,
+               order_keys: Sequence[str] | None = None) -> TrainResult:
     """Train a CLIP model on `keys` of `data` (a Table, a dataset folder or a curate Dataset).
 
+    order_keys: the keys the batch order is drawn over, `keys` among them (default: `keys`). A run on a
+    subset then sees the batches a run on all of `order_keys` sees with the missing pairs dropped, step for
+    step: removal compared with its baseline differs in the removed pairs, not in an unrelated order.
     caption_augment(caption, rng) -> caption is applied on the fly to the caption each sample contributes.
     With out_dir, a checkpoint is written after each epoch and the model, train_log.json and
     sample_losses.parquet at the end; resume=True continues from the checkpoint there.
@@ -77,12 +81,13 @@ def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | No
     table = data if isinstance(data, Table) else load_table(data, keys, image_size=image_size,
                                                             progress=progress and world.is_main)
     keys = list(keys) if keys is not None else list(table.keys)
+    positions_in_keys = order_positions(keys, order_keys)
     rows = table.rows(keys)
     tokens, first_caption = table.tokens(tokenizer)
     caption_counts = first_caption[1:] - first_caption[:-1]
     mean, std = image_mean_std(model)
-    steps_per_epoch = len(epoch_batches(len(keys), config.batch_size, world.world_size, torch.arange(0)))
-    if steps_per_epoch == 0:
+    steps_per_epoch = len(epoch_batches(len(positions_in_keys), config.batch_size, world.world_size, torch.arange(0)))
+    if steps_per_epoch == 0 or len(keys) < 2 * world.world_size:
         raise UsageError(f"{len(keys)} training samples make no batch of at least 2 per process")
     total_steps = config.epochs * steps_per_epoch
 
@@ -106,12 +111,16 @@ def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | No
     started, samples_done, step_seconds = time.perf_counter(), 0, []
     for epoch in range(start_epoch, config.epochs):
         model.train()
-        order = torch.randperm(len(keys), generator=seeded(config.seed, "order", epoch))
-        batches = epoch_batches(len(keys), config.batch_size, world.world_size, order)
+        order = torch.randperm(len(positions_in_keys), generator=seeded(config.seed, "order", epoch))
+        batches = [kept_in_batch(batch, positions_in_keys, world.world_size)
+                   for batch in epoch_batches(len(positions_in_keys), config.batch_size, world.world_size, order)]
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
                    disable=not (progress and world.is_main))
         epoch_started = time.perf_counter()
         for step_in_epoch, global_positions in enumerate(bar):
+            # All but a few of this batch's pairs left out: the step is skipped, the schedule of later steps kept.
+            if len(global_positions) == 0:
+                continue
             step_started = time.perf_counter()
             step = epoch * steps_per_epoch + step_in_epoch
             for group in optimizer.param_groups:
@@ -188,6 +197,34 @@ def seeded(seed: int, purpose: str, index: int) -> torch.Generator:
     """A generator for one purpose at one epoch/step, independent of everything drawn before it."""
     digest = hashlib.sha256(f"{seed}:{purpose}:{index}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+
+
+def order_positions(keys: list, order_keys: Sequence[str] | None) -> torch.Tensor:
+    """Per key of `order_keys`, its position in `keys` (-1 where it is not trained on); identity without them.
+
+    >>> order_positions(["b", "d"], ["a", "b", "c", "d"]).tolist()
+    [-1, 0, -1, 1]
+    """
+    if order_keys is None:
+        return torch.arange(len(keys))
+    index = {key: i for i, key in enumerate(keys)}
+    missing = len(index.keys() - set(order_keys))
+    if missing:
+        raise UsageError(f"{missing} training keys are not among the keys the batch order is drawn over")
+    return torch.tensor([index.get(key, -1) for key in order_keys], dtype=torch.long)
+
+
+def kept_in_batch(batch: torch.Tensor, positions_in_keys: torch.Tensor, world_size: int) -> torch.Tensor:
+    """A batch of `order_keys` positions as positions in the trained keys: the pairs not trained on dropped,
+    cut to a multiple of the world size, and empty below 2 per process (no negatives for the loss).
+
+    >>> kept_in_batch(torch.tensor([0, 1, 2, 3]), torch.tensor([-1, 0, -1, 1]), 1).tolist()
+    [0, 1]
+    """
+    kept = positions_in_keys[batch]
+    kept = kept[kept >= 0]
+    usable = len(kept) - len(kept) % world_size
+    return kept[:usable] if usable >= 2 * world_size else kept[:0]
 
 
 def epoch_batches(count: int, batch_size: int, world_size: int, order: torch.Tensor) -> list:

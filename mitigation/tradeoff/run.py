@@ -9,9 +9,10 @@ on it with the recipe's settings; `remove` is applied to the pairs the run train
 training keys by the flag run's ranking), so N pairs really leave the training data. Memorization is
 the paper protocol's mean CLIPMem over one candidate set (f on S_S+S_C, g on S_S+S_I, both trained under
 the strategy; removed candidates are not scored). Utility is measured on a fixed clean evaluation split
-no run trains on (mitigation.tradeoff_setup), each strategy compared with the baseline of the same seed
-(mitigation.tradeoff_stats). Every strategy, option and input is checked before the first training;
-each finished run is added to tradeoff.csv at once, and a rerun with the same settings skips it.
+no run trains on (mitigation.tradeoff.experiment), each strategy compared with the baseline of the same
+seed (mitigation.tradeoff.stats: gain, loss, no change or inconclusive per metric). Every strategy, option
+and input is checked before the first training; each finished run is added to tradeoff.csv at once, and a
+rerun with the same settings skips it.
 """
 
 from __future__ import annotations
@@ -30,13 +31,20 @@ from dataio.errors import DataError, UsageError
 from dataio.keyed import data_captions
 from dataio.paths import tradeoff_folder
 from dataio.reader import open_dataset
-from mitigation import tradeoff_report
 from mitigation.base import Options
 from mitigation.remove import check_amount, check_scores_fit, load_scores
 from mitigation.strategies import STRATEGIES, check_options, mitigate, options_from
-from mitigation.tradeoff_log import settings_hash
-from mitigation.tradeoff_session import Session, resolve_settings, scores_sha256, start_session, training_config
-from mitigation.tradeoff_setup import (
+from mitigation.tradeoff import report
+from mitigation.tradeoff.log import settings_hash
+from mitigation.tradeoff.session import (
+    REMOVAL_ORDER,
+    Session,
+    resolve_settings,
+    scores_sha256,
+    start_session,
+    training_config,
+)
+from mitigation.tradeoff.experiment import (
     EVAL_FRAC,
     EVAL_MAX,
     PROBE_FOLDS,
@@ -45,7 +53,13 @@ from mitigation.tradeoff_setup import (
     removal,
     utility,
 )
-from mitigation.tradeoff_stats import MATCHED_BASELINE
+from mitigation.tradeoff.stats import (
+    BASELINE,
+    MATCHED_BASELINE,
+    MATCHED_CANDIDATES,
+    REMOVED_BASELINE,
+    resolve_effects,
+)
 from train.data import Table, load_table
 from train.loop import train_clip
 
@@ -107,23 +121,26 @@ class TradeoffResult:
     rows: list
     paths: dict
     settings: dict
+    effects: dict  # the smallest effect that matters per metric (mitigation.tradeoff.stats.EFFECTS with the user's values)
 
 
 def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, epochs: int = 10,
              samples: int | None = None, quick: bool = False, model: str = "clipmem-tiny", batch_size: int = 128,
              lr: float = 5e-4, eval_max: int = EVAL_MAX, eval_frac: float = EVAL_FRAC, probe_folds: int = PROBE_FOLDS,
-             scores=None, downstream=None, progress: bool = True) -> TradeoffResult:
+             scores=None, downstream=None, min_effects: dict | None = None, progress: bool = True) -> TradeoffResult:
     """Retrain under each strategy, measure memorization and utility; write tradeoff.csv/.md/.png.
 
     strategies: a comma-separated string or a list, each item a strategy (or `baseline`, or names joined by
     +) with options, e.g. "baseline,text-noise:sigma=0.3,remove:by=random:count=100". quick: the subsample,
-    epochs and seeds of mitigation.tradeoff_session.QUICK wherever those arguments are left at their defaults.
+    epochs and seeds of mitigation.tradeoff.session.QUICK wherever those arguments are left at their defaults.
     scores: flag's scores.parquet for `remove` (default DATA.clipmem/scores.parquet). downstream: labeled
     images no run trains on (a train.data Table, or items with `image_bytes` and `category`) for a second
-    linear probe. Default OUT: DATA.tradeoff beside the data. Runs already in OUT/tradeoff.csv with the same
-    settings are not run again.
+    linear probe. min_effects: the smallest change that matters per metric, e.g. {"linear_probe_acc": 0.02}
+    (mitigation.tradeoff.stats.EFFECTS for the rest); it decides outcomes and the verdict, not the runs. Default OUT:
+    DATA.tradeoff beside the data. Runs already in OUT/tradeoff.csv with the same settings are not run again.
     """
     specs = parse_strategy_list(strategies if isinstance(strategies, str) else ",".join(strategies))
+    effects = resolve_effects(min_effects)
     settings = resolve_settings(data, seeds, epochs, samples, quick, model, batch_size, lr, eval_max, eval_frac,
                                 probe_folds, scores)
     for spec in specs:
@@ -131,8 +148,10 @@ def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, e
     out = Path(out) if out else tradeoff_folder(data)
     session = start_session(data, settings, downstream, out, "tradeoff.csv", "strategy", progress)
     rows = with_matched_baseline(run_tradeoff(session, specs), out)
-    paths = tradeoff_report.write_all(out, rows, settings, describe_experiment(session.experiment))
-    return TradeoffResult(rows, paths, settings)
+    for row in rows:  # tradeoff.csv carries the comparison the report makes
+        session.log.add(row)
+    paths = report.write_all(out, rows, settings, describe_experiment(session.experiment), effects)
+    return TradeoffResult(rows, paths, settings, effects)
 
 
 def check_spec(spec: StrategySpec, data, settings: dict) -> None:
@@ -174,6 +193,7 @@ def run_key(session: Session, spec: StrategySpec) -> str:
     identity = dict(session.identity)
     if "remove" in spec.names:
         identity["scores_sha256"] = scores_sha256(remove_arguments(spec, session.settings, None)["scores_path"])
+        identity["removal_order"] = REMOVAL_ORDER
     return settings_hash(identity)
 
 
@@ -200,7 +220,7 @@ def run_tradeoff(session: Session, specs: list) -> list:
                 state = "training" if seed in todo else "done before, kept"
                 print(f"[tradeoff] {spec.label}, seed {seed + 1}/{seeds}: {state}", flush=True)
             if seed in todo:
-                session.log.add({**one_run(session, spec, seed, prepared), "settings": key})
+                session.log.add(one_run(session, spec, seed, prepared, key))
             rows.append(session.log.find(spec.label, seed, key))
     return rows
 
@@ -242,14 +262,15 @@ def describe_captions(spec: StrategySpec, training: dict, table: Table, experime
     return " + ".join(parts) + f"; {per_image:.1f} per image"
 
 
-def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared) -> dict:
+def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared, key: str) -> dict:
     settings, experiment, plan = session.settings, session.experiment, session.experiment.plan
     config = training_config(settings, seed)
     config = dataclasses.replace(config, **{k: v for k, v in prepared.training.items() if hasattr(config, k)})
     removed = set(prepared.removed)
     started = time.time()
+    # Drawn over the model's full key list: a removal trains on the baseline's batches minus the removed pairs.
     trained = [train_clip(prepared.table, [k for k in m.train_keys if k not in removed], config,
-                          progress=session.progress)
+                          order_keys=m.train_keys, progress=session.progress)
                for m in plan.models]
     # A removed candidate is in neither model's data: f minus g means nothing for it.
     candidates = [k for k in plan.scored if k not in removed]
@@ -257,7 +278,7 @@ def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared)
     name = f"{file_label(spec.label)}_seed{seed}"
     for folder in ("clipmem", "configs"):
         (session.out / folder).mkdir(parents=True, exist_ok=True)
-    write_parquet(session.out / "clipmem" / f"{name}.parquet", clipmem[["key", "clipmem_raw"]])
+    write_parquet(clipmem_path(session.out, spec.label, seed, key), clipmem[["key", "clipmem_raw"]])
     metrics = utility(trained[0].model, trained[0].tokenizer, experiment)
     row = {
         "strategy": spec.label, "seed": seed, "captions": prepared.captions,
@@ -267,7 +288,7 @@ def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared)
         "memorization_median": float(clipmem["clipmem_raw"].median()) if candidates else None,
         **{metric: metrics.get(metric) for metric in UTILITY},
         "eval_pairs": len(experiment.split.eval_keys), "train_pairs_f": len(trained[0].keys),
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(time.time() - started, 1), "settings": key,
     }
     write_json(session.out / "configs" / f"{name}.json",
                {"strategy": spec.label, "mitigation_options": spec.options, "training": config.to_dict(),
@@ -284,23 +305,46 @@ def measure_clipmem(trained: list, plan, experiment: Experiment, progress: bool)
     return memorization.combine_models(measures, plan)
 
 
+def clipmem_path(out: Path, label: str, seed: int, key: str) -> Path:
+    """A run's per-candidate CLIPMem, named by its settings hash: a file of other settings is never read for it."""
+    return out / "clipmem" / f"{file_label(label)}_seed{seed}_{key}.parquet"
+
+
 def with_matched_baseline(rows: list, out: Path) -> list:
-    """Add the same-seed baseline's mean CLIPMem over each run's own candidates, so a removal that leaves its
-    most memorized candidates unscored is compared on the candidates it kept, not credited for dropping them."""
-    baselines = {r["seed"]: out / "clipmem" / f"baseline_seed{r['seed']}.parquet" for r in rows
-                 if r["strategy"] == "baseline"}
+    """Add the same-seed baseline's mean CLIPMem over each run's own candidates (and how many), so a removal
+    that leaves its most memorized candidates unscored is compared on the candidates it kept, not credited
+    for dropping them; and over the candidates it removed, to show whether the removed pairs were memorized. A candidate the baseline did not score, or a file that disagrees with its row, is a
+    DataError: the comparison is never made over whatever keys happen to overlap."""
+    baselines = {r["seed"]: r for r in rows if r["strategy"] == BASELINE}
     matched = []
     for row in rows:
-        path = baselines.get(row["seed"])
-        own_path = out / "clipmem" / f"{file_label(row['strategy'])}_seed{row['seed']}.parquet"
-        value = None
-        if path is not None and path.exists() and own_path.exists():
-            own = pd.read_parquet(own_path)
-            base = pd.read_parquet(path).set_index("key")["clipmem_raw"]
-            kept = base.reindex(own["key"]).dropna()
-            value = float(kept.mean()) if len(kept) else None
-        matched.append({**row, MATCHED_BASELINE: value})
+        value, count, removed = None, None, None
+        if row["seed"] in baselines:
+            own = read_clipmem(out, row)
+            base = read_clipmem(out, baselines[row["seed"]]).set_index("key")["clipmem_raw"]
+            missing = set(own["key"]) - set(base.index)
+            if missing:
+                raise DataError(f"{clipmem_path(out, BASELINE, row['seed'], baselines[row['seed']]['settings'])}: the "
+                                f"baseline did not score {len(missing)} of the {len(own)} candidates of "
+                                f"{row['strategy']!r}, seed {row['seed']} (e.g. {min(missing)}); rerun both in a "
+                                "fresh --out")
+            value, count = (float(base[own["key"]].mean()) if len(own) else None), len(own)
+            gone = base.drop(own["key"])
+            removed = float(gone.mean()) if len(gone) else None
+        matched.append({**row, MATCHED_BASELINE: value, MATCHED_CANDIDATES: count, REMOVED_BASELINE: removed})
     return matched
+
+
+def read_clipmem(out: Path, row: dict) -> pd.DataFrame:
+    """A run's per-candidate CLIPMem file, checked against the number of candidates its row says it scored."""
+    path = clipmem_path(out, row["strategy"], row["seed"], row["settings"])
+    if not path.exists():
+        raise DataError(f"{path}: missing, though tradeoff.csv lists this run; delete its row or rerun in a fresh --out")
+    frame = pd.read_parquet(path)
+    if len(frame) != int(row["candidates_scored"]):
+        raise DataError(f"{path}: {len(frame)} candidates, but tradeoff.csv says the run scored "
+                        f"{int(row['candidates_scored'])}; rerun in a fresh --out")
+    return frame
 
 
 def describe_experiment(experiment: Experiment) -> dict:

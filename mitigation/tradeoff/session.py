@@ -15,11 +15,14 @@ from pathlib import Path
 from dataio import paths as data_paths
 from dataio.errors import UsageError
 from dataio.reader import open_dataset
-from mitigation.tradeoff_log import RunLog
-from mitigation.tradeoff_setup import Experiment, downstream_table, fingerprint, make_experiment
+from mitigation.tradeoff.log import RunLog
+from mitigation.tradeoff.experiment import Experiment, downstream_table, fingerprint, make_experiment
 from train.config import TrainConfig
 from train.data import Table, load_table
 
+# In the run key of every run that removes pairs: rows filed before removal kept the baseline's batch order
+# (train_clip's order_keys) were trained on an unrelated order, and are rerun rather than mixed in.
+REMOVAL_ORDER = "baseline order minus the removed pairs"
 # `quick`: a subsample, fewer epochs; wherever the arguments are left at their defaults.
 QUICK = {"samples": 1500, "epochs": 5, "seeds": 3}
 

@@ -7,7 +7,7 @@ pairs are removed, one line per ranking.
 Every point trains ONE model (utility only, no memorization) on the training pool minus the top N of
 that pool by the ranking, all rankings read from one flag run's scores.parquet. Count 0 is the same model
 for every ranking and is trained once. Utility is measured as in the trade-off: the fixed clean
-evaluation split and the downstream images (mitigation.tradeoff_setup). Each finished point is added to
+evaluation split and the downstream images (mitigation.tradeoff.experiment). Each finished point is added to
 removal_curve.csv at once; a rerun with the same settings skips it.
 """
 
@@ -24,26 +24,27 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from curate.rankings import DEFAULT_RANKING, RANKINGS, resolve_ranking  # noqa: E402
-from dataio.atomic import atomic_write  # noqa: E402
+from dataio.atomic import atomic_write, write_text  # noqa: E402
 from dataio.errors import UsageError  # noqa: E402
 from dataio.keyed import data_captions  # noqa: E402
 from dataio.paths import tradeoff_folder  # noqa: E402
 from dataio.reader import open_dataset  # noqa: E402
 from mitigation.remove import check_scores_fit, load_scores  # noqa: E402
-from mitigation.tradeoff_log import settings_hash  # noqa: E402
-from mitigation.tradeoff_session import (  # noqa: E402
+from mitigation.tradeoff.log import settings_hash  # noqa: E402
+from mitigation.tradeoff.session import (  # noqa: E402
+    REMOVAL_ORDER,
     Session,
     resolve_settings,
     scores_sha256,
     start_session,
     training_config,
 )
-from mitigation.tradeoff_setup import EVAL_FRAC, EVAL_MAX, PROBE_FOLDS, UTILITY, removal, utility  # noqa: E402
+from mitigation.tradeoff.experiment import EVAL_FRAC, EVAL_MAX, PROBE_FOLDS, UTILITY, removal, utility  # noqa: E402
+from mitigation.tradeoff.trend import NO_RANKING, trend_table  # noqa: E402
 from train.loop import train_clip  # noqa: E402
 
 DEFAULT_COUNTS = (0, 50, 100, 200, 400, 800, 1600)
 DEFAULT_RANKINGS = (DEFAULT_RANKING, "clipmem", "clipscore", "random")
-NO_RANKING = "none"  # the count-0 point: nothing removed, so no ranking applies
 # Panels of removal_curve.png: metric -> axis label.
 PLOT_UTILITY = {"linear_probe_acc": "linear probe, evaluation split", "downstream_probe_acc": "downstream probe",
                 "i2t_r5_caption": "image-to-text R@5, evaluation split"}
@@ -82,7 +83,9 @@ def removal_curve(data, out=None, *, counts=DEFAULT_COUNTS, rankings=DEFAULT_RAN
         raise UsageError(f"every count leaves fewer than {2 * batch_size} of the {len(session.experiment.pool)} "
                          "training pairs; give smaller --curve-counts")
     rows = run_curve(session, rankings, kept)
-    paths = {"csv": out / "removal_curve.csv", "plot": plot_curve(rows, out / "removal_curve.png")}
+    write_text(out / "removal_curve.md", curve_markdown(rows))
+    paths = {"csv": out / "removal_curve.csv", "plot": plot_curve(rows, out / "removal_curve.png"),
+             "markdown": out / "removal_curve.md"}
     return CurveResult(rows, paths, settings, [c for c in counts if c not in kept])
 
 
@@ -108,9 +111,22 @@ def curve_table(rows: list) -> str:
     return "\n".join(lines)
 
 
+def curve_markdown(rows: list) -> str:
+    """removal_curve.md: the mean utility per point, then each line's trend over all its points."""
+    metrics = measured_metrics(pd.DataFrame(rows))
+    return "\n".join([
+        "# Removal curve", "", "Mean utility per point over seeds (* each ranking's best point on the first metric):",
+        "", curve_table(rows), "",
+        "Trend per ranking: Spearman's rho of each utility metric against the number of pairs removed, over every "
+        "point and seed of the line (the count-0 point included), with a permutation p-value. A best point alone "
+        "is not evidence of a peak; a trend with a small p is.", "",
+        trend_table(rows, metrics, PLOT_UTILITY), ""])
+
+
 def run_curve(session: Session, rankings: list, counts: list) -> list:
     """One model per point not yet in the log; each row filed as soon as its model is measured."""
-    key = settings_hash({**session.identity, "scores_sha256": scores_sha256(session.settings["scores"])})
+    key = settings_hash({**session.identity, "scores_sha256": scores_sha256(session.settings["scores"]),
+                         "removal_order": REMOVAL_ORDER})
     points = [(NO_RANKING, 0)] if 0 in counts else []
     points += [(name, count) for name in rankings for count in counts if count > 0]
     rows = []
@@ -135,7 +151,8 @@ def curve_point(session: Session, ranking: str, count: int, seed: int) -> dict:
     keys = [k for k in experiment.pool if k not in gone]
     config = training_config(settings, seed)
     started = time.time()
-    trained = train_clip(experiment.base, keys, config, progress=session.progress)
+    # Every point sees the count-0 model's batches minus its removed pairs: the curve differs only in those.
+    trained = train_clip(experiment.base, keys, config, order_keys=experiment.pool, progress=session.progress)
     metrics = utility(trained.model, trained.tokenizer, experiment)
     return {"ranking": ranking, "seed": seed, "removed": len(removed), "removed_injected": injected,
             "removed_injected_share": injected / len(removed) if removed else None, "train_pairs": len(keys),

@@ -20,11 +20,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dataio.atomic import atomic_write, write_text  # noqa: E402
-from mitigation import tradeoff_stats  # noqa: E402
+from mitigation.tradeoff import stats, verdict  # noqa: E402
 
-METRICS = ["memorization", "linear_probe_acc", "downstream_probe_acc", "zeroshot_words_acc", "i2t_r1_caption",
+METRICS = ["memorization", "memorization_change", stats.MATCHED_BASELINE, stats.REMOVED_BASELINE,
+           "linear_probe_acc", "downstream_probe_acc", "zeroshot_words_acc", "i2t_r1_caption",
            "i2t_r5_caption"]
-HEADERS = {"memorization": "memorization", "linear_probe_acc": "linear probe", "downstream_probe_acc": "downstream probe",
+HEADERS = {"memorization": "memorization", "memorization_change": "Δ memorization (same candidates)",
+           stats.MATCHED_BASELINE: "baseline memorization, kept candidates",
+           stats.REMOVED_BASELINE: "baseline memorization, removed candidates",
+           "linear_probe_acc": "linear probe", "downstream_probe_acc": "downstream probe",
            "zeroshot_words_acc": "zero-shot (caption words)", "i2t_r1_caption": "R@1", "i2t_r5_caption": "R@5"}
 PLOT_UTILITY = "linear_probe_acc"
 
@@ -33,20 +37,31 @@ def summarize(rows: list) -> pd.DataFrame:
     """Mean and std over seeds per strategy, in the order strategies first appear."""
     frame = pd.DataFrame(rows)
     order = list(dict.fromkeys(frame["strategy"]))
+    if stats.MATCHED_BASELINE in frame:
+        frame["memorization_change"] = (pd.to_numeric(frame["memorization"], errors="coerce")
+                                        - pd.to_numeric(frame[stats.MATCHED_BASELINE], errors="coerce"))
     metrics = [m for m in METRICS if m in frame]
     frame[metrics] = frame[metrics].apply(pd.to_numeric, errors="coerce")
     grouped = frame.groupby("strategy", sort=False)
     table = grouped[metrics].mean().add_suffix("_mean").join(grouped[metrics].std(ddof=1).add_suffix("_std"))
     table["seeds"] = grouped.size()
-    for column in ("captions", "removed", "removed_injected", "candidates_scored", "candidates_total"):
+    for column in ("captions", "removed", "removed_injected", "candidates_scored", "candidates_total",
+                   stats.MATCHED_CANDIDATES):
         if column in frame:
             table[column] = grouped[column].first()
     return table.loc[order]
 
 
+def memorization_axis(summary: pd.DataFrame) -> str:
+    """The memorization the plot and the Pareto front compare: the change against the same-seed baseline on
+    each run's own candidates where the runs have a baseline (a removal's raw mean is over fewer candidates)."""
+    matched = "memorization_change_mean"
+    return matched if matched in summary and summary[matched].notna().all() else "memorization_mean"
+
+
 def pareto_front(summary: pd.DataFrame, utility: str = PLOT_UTILITY) -> list:
     """Strategies no other strategy beats on both lower memorization and higher utility."""
-    points = summary[["memorization_mean", f"{utility}_mean"]].dropna()
+    points = summary[[memorization_axis(summary), f"{utility}_mean"]].dropna()
     front = []
     for name, (mem, util) in points.iterrows():
         dominated = any((m <= mem and u >= util) and (m < mem or u > util)
@@ -87,32 +102,31 @@ def _delta(c) -> str:
     return f"{c.mean:+.4f} [{c.low:+.4f}, {c.high:+.4f}]"
 
 
-def paired_table(rows: list) -> str:
-    """Each strategy against the baseline of the same seed, and the baseline against itself (the noise floor)."""
-    comparisons = tradeoff_stats.compare_all(rows)
-    metrics = [m for m in tradeoff_stats.PAIRED if any(k[1] == m for k in comparisons)]
+def paired_table(rows: list, effects: dict) -> str:
+    """Each strategy against the baseline of the same seed: Δ with its interval and the outcome per metric,
+    then the smallest effect that matters and the smallest the seeds detect."""
+    comparisons = stats.compare_all(rows, effects)
+    metrics = [m for m in stats.PAIRED if any(k[1] == m for k in comparisons)]
     if not metrics:
         return "No paired comparison: the strategies need a `baseline` run of the same seeds."
-    header = ("| strategy | " + " | ".join(f"Δ {HEADERS[m]} [95 % interval] | p" for m in metrics)
-              + f" | beyond noise ({' / '.join(HEADERS[m] for m in metrics)}) |")
+    header = "| strategy | " + " | ".join(f"Δ {HEADERS[m]} [interval] | outcome" for m in metrics) + " |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    strategies = list(dict.fromkeys(s for s, _ in comparisons))
-    for strategy in strategies:
-        found = [comparisons.get((strategy, m)) for m in metrics]
+    for strategy in dict.fromkeys(s for s, _ in comparisons):
         cells = []
-        for c in found:
-            cells += [_delta(c), "n/a (1 seed)" if c is None or c.p is None else f"{c.p:.3g}"]
-        lines.append(f"| {strategy} | " + " | ".join(cells) + " | "
-                     + " / ".join(tradeoff_stats.cell(c) for c in found) + " |")
-    floors = [tradeoff_stats.noise_floor(rows, m) for m in metrics]
-    cells = []
-    for floor in floors:
-        cells += ["n/a (1 seed)" if floor is None else f"±{floor:.4f}", ""]
-    lines.append("| noise floor: baseline against itself, other seeds (RMS) | " + " | ".join(cells) + " | |")
+        for c in (comparisons.get((strategy, m)) for m in metrics):
+            cells += [_delta(c), "" if c is None else c.outcome]
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    lines.append("| smallest effect that matters | "
+                 + " | ".join(f"±{verdict.effect_text(m, effects)} | " for m in metrics) + "|")
+    detectable = stats.detectable_effects(comparisons)
+    cells = [f"{detectable[m][0]:.4f} ({detectable[m][1]} seeds) | " if m in detectable else "n/a (1 seed) | "
+             for m in metrics]
+    lines.append("| minimum detectable effect (power 0.8) | " + " | ".join(cells) + "|")
     return "\n".join(lines)
 
 
-def markdown(rows: list, settings: dict, sizes: dict) -> str:
+def markdown(rows: list, settings: dict, sizes: dict, effects: dict | None = None) -> str:
+    effects = stats.resolve_effects(effects)
     summary = summarize(rows)
     downstream = (f"{sizes['downstream']} images no run trained on, {sizes['probe_folds']}-fold linear probe"
                   if sizes.get("downstream") else "not measured (no downstream images given)")
@@ -135,17 +149,21 @@ def markdown(rows: list, settings: dict, sizes: dict) -> str:
         "",
         "## Against the baseline of the same seed",
         "",
-        "Δ: strategy minus baseline, mean over seeds, with a 95 % interval (t distribution over seeds); p: paired "
-        f"t-test; beyond noise: p < {tradeoff_stats.ALPHA} and |Δ| above the noise floor (how far the baseline "
-        "moves against itself from seed to seed).",
+        "Δ: strategy minus baseline, mean over seeds, with its interval (t distribution over seeds, level "
+        f"1 - {stats.ALPHA} / strategies compared). Outcome: no change where the interval lies inside "
+        "± the smallest effect that matters; gain or loss where the paired t-test, Holm-corrected for the number "
+        f"of strategies, rejects no difference at {stats.ALPHA}; inconclusive otherwise (never read as "
+        "no effect). Minimum detectable effect: the true difference these seeds find with power 0.8, from the "
+        "spread of the paired differences.",
         "",
-        paired_table(rows),
+        paired_table(rows, effects),
         "",
-        f"Pareto front (lower memorization, higher {HEADERS[PLOT_UTILITY]}): {', '.join(pareto_front(summary))}",
+        f"Pareto front (lower {HEADERS[memorization_axis(summary).removesuffix('_mean')]}, higher "
+        f"{HEADERS[PLOT_UTILITY]}; the plot's axes): {', '.join(pareto_front(summary))}",
         "",
         "## Verdict",
         "",
-        " ".join(tradeoff_stats.verdict(rows)),
+        " ".join(verdict.verdict(rows, effects)),
         "",
         "![trade-off](tradeoff.png)",
         "",
@@ -153,22 +171,26 @@ def markdown(rows: list, settings: dict, sizes: dict) -> str:
 
 
 def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
-    summary = summarize(rows).dropna(subset=["memorization_mean", f"{utility}_mean"])
+    summary = summarize(rows)
+    x = memorization_axis(summary)
+    summary = summary.dropna(subset=[x, f"{utility}_mean"])
     front = set(pareto_front(summary, utility))
     figure, axis = plt.subplots(figsize=(8.6, 4.6))
     for number, (name, row) in enumerate(summary.iterrows(), start=1):
         on_front = name in front
-        axis.errorbar(row["memorization_mean"], row[f"{utility}_mean"],
-                      xerr=np.nan_to_num(row["memorization_std"]), yerr=np.nan_to_num(row[f"{utility}_std"]),
+        axis.errorbar(row[x], row[f"{utility}_mean"],
+                      xerr=np.nan_to_num(row[x.replace("_mean", "_std")]), yerr=np.nan_to_num(row[f"{utility}_std"]),
                       fmt="o", markersize=8 if on_front else 6, capsize=3,
                       color="#d0452f" if on_front else "#4a7bd0", label=f"{number}  {name}")
         # a number beside the point and the name in the legend: long strategy names of close points overlap
-        axis.annotate(str(number), (row["memorization_mean"], row[f"{utility}_mean"]), textcoords="offset points",
+        axis.annotate(str(number), (row[x], row[f"{utility}_mean"]), textcoords="offset points",
                       xytext=(5, 5), fontsize=9, fontweight="bold")
-    ordered = summary.loc[sorted(front, key=lambda n: summary.loc[n, "memorization_mean"])]
-    axis.plot(ordered["memorization_mean"], ordered[f"{utility}_mean"], "--", color="#d0452f", linewidth=1,
+    ordered = summary.loc[sorted(front, key=lambda n: summary.loc[n, x])]
+    axis.plot(ordered[x], ordered[f"{utility}_mean"], "--", color="#d0452f", linewidth=1,
               label="Pareto front")
-    axis.set_xlabel("memorization: mean CLIPMem (raw) on the candidate set  (lower is better)")
+    measured = ("mean CLIPMem (raw) minus the same-seed baseline's on the same candidates"
+                if x == "memorization_change_mean" else "mean CLIPMem (raw) on the candidate set")
+    axis.set_xlabel(f"memorization: {measured}  (lower is better)")
     axis.set_ylabel(f"utility: {HEADERS[utility]} on the evaluation split (higher is better)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, handlelength=1)
     axis.grid(alpha=0.3)
@@ -178,10 +200,10 @@ def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
     return path
 
 
-def write_all(out: Path, rows: list, settings: dict, sizes: dict) -> dict:
+def write_all(out: Path, rows: list, settings: dict, sizes: dict, effects: dict | None = None) -> dict:
     """tradeoff.md and tradeoff.png beside the run log tradeoff.csv (which the runs wrote as they finished)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "tradeoff.csv", "markdown": out / "tradeoff.md", "plot": out / "tradeoff.png"}
-    write_text(paths["markdown"], markdown(rows, settings, sizes))
+    write_text(paths["markdown"], markdown(rows, settings, sizes, effects))
     plot(rows, paths["plot"])
     return paths
