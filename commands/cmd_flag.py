@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="flag as many pairs as keep the canary-estimated precision at least P (instead of "
                             "--top-frac)")
     parser.add_argument("--reuse", action="store_true", help="score again with the models a previous run saved")
+    parser.add_argument("--labels", metavar="DECISIONS_CSV",
+                        help="with --reuse: decisions.csv exported from report.html; the learned ranking also learns "
+                             "from the reviewed pairs and flags the next page of unreviewed ones (reviewed wrong "
+                             "captions stay flagged, fine ones never are)")
     parser.add_argument("--pretrained", metavar="TAG_OR_FILE",
                         help="open_clip pretrained tag or checkpoint file: clipscore becomes that model's cosine "
                              "(LAION's / DataComp's CLIP-score filter as a baseline)")
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                   model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                   views=args.views, form=args.form, top_frac=args.top_frac, threshold=args.threshold,
                   reuse=args.reuse, pretrained=args.pretrained, pretrained_model=args.pretrained_model,
-                  init_from=args.init_from, sample=args.sample, canaries=args.canaries, precision=args.precision,
+                  init_from=args.init_from, sample=args.sample, canaries=args.canaries, precision=args.precision, labels=args.labels,
                   progress=not args.no_progress)
     print(format_console_summary(result.summary, result.out))
     return 0

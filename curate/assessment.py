@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from curate import trust
+from curate.decisions import WRONG_CAPTION
 from curate.rankings import AUTO, DEFAULT_RANKING, minmax
 from dataio.errors import UsageError
 
@@ -44,20 +45,29 @@ class Assessment:
 
 
 def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
-           precision: float | None = None) -> Assessment:
-    """Grade every ranking on the canaries, learn one from them, choose (`method` "auto") and drop the canaries."""
+           precision: float | None = None, decisions: pd.DataFrame | None = None) -> Assessment:
+    """Grade every ranking on the canaries, learn one from them, choose (`method` "auto") and drop the canaries.
+
+    decisions (curate.decisions rows: key, decision): pairs a person reviewed. The learned ranking then also
+    learns from them, wrong captions as mismatched and the rest as they are, and grades leave them out."""
     labels = frame["key"].isin(set(spec["key"])).to_numpy()
     kinds = frame["key"].map(dict(zip(spec["key"], spec["kind"]))).fillna("")
+    reviewed = frame["key"].map(dict(zip(decisions["key"], decisions["decision"])) if decisions is not None
+                                else {}).fillna("")
     count = int(labels.sum())
     graded = count >= trust.MIN_CANARIES
     if precision is not None and not graded:
         raise UsageError(f"--precision needs at least {trust.MIN_CANARIES} canaries to estimate precision from; "
                          f"{count} were planted: raise --canaries or use --top-frac")
-    if count >= trust.MIN_CANARIES // 2:  # a learned model needs a few canaries per cross-fitting fold
-        frame["rank_learned"] = trust.cross_fitted_scores(frame, labels, seed)
-    grades = trust.grade_rankings(frame, labels, kinds, seed) if graded else {}
+    mismatched = labels | reviewed.eq(WRONG_CAPTION).to_numpy()
+    if mismatched.sum() >= trust.MIN_CANARIES // 2:  # a learned model needs a few positives per cross-fitting fold
+        frame["rank_learned"] = trust.cross_fitted_scores(frame, mismatched, seed)
+    unreviewed = reviewed.eq("").to_numpy()
+    grades = trust.grade_rankings(frame[unreviewed], labels[unreviewed], kinds[unreviewed], seed) if graded else {}
     chosen = _choose(method, grades, frame)
     user = frame[~labels].copy()
+    if decisions is not None:
+        user["reviewed"] = reviewed[~labels].to_numpy()
     user["clipmem"] = minmax(user["clipmem_raw"])  # normalized over the user's pairs, as without canaries
     user["score"] = minmax(user[f"rank_{chosen}"])
     warnings = trust.warnings_for(grades, chosen, count) if count or method == AUTO else []
@@ -67,11 +77,11 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
                "method_requested": method, "chosen": chosen, "graded": graded, "rankings": grades,
                "warnings": warnings}
     if "rank_learned" in frame:
-        summary["learned_weights"] = trust.learned_weights(frame, labels)
+        summary["learned_weights"] = trust.learned_weights(frame, mismatched)
     planted = frame[labels].assign(canary_kind=kinds[labels].to_numpy())
     if not graded:
         return Assessment(user, chosen, summary, None, planted)
-    posterior = trust.mismatch_posterior(frame["rank_learned"].to_numpy(), labels)
+    posterior = trust.mismatch_posterior(frame["rank_learned"].to_numpy(), mismatched, labels)
     user["mismatch_estimate"] = posterior
     summary["noise_rate_estimate"] = round(float(np.mean(posterior)), 4)
     flag_count = trust.count_for_precision(user["score"].to_numpy(), posterior, precision) if precision else None

@@ -35,7 +35,9 @@ from curate.rankings import AUTO, DEFAULT_RANKING, inputs_used, resolve_ranking
 # in all 9 cells (mean AUROC 0.734 against 0.834): the canaries differ from the noise in ways it learns.
 DEFAULT_METHOD = DEFAULT_RANKING
 from curate.reference_models import load_reference_models, train_reference_models
-from dataio.errors import UsageError
+from curate.decisions import WRONG_CAPTION, read_decisions
+from dataio.errors import DataError, UsageError
+from dataio.keyed import check_captions
 from dataio.paths import flag_folder
 from dataio.reader import open_dataset
 from train.config import TrainConfig
@@ -89,7 +91,7 @@ def flag(data, out=None, *, method: str = DEFAULT_METHOD, protocol: str = "kfold
          threshold: float | None = None, reuse: bool = False, pretrained: str | None = None,
          pretrained_model: str = "ViT-B-32", init_from: str | None = None, sample: int | None = None,
          canaries: float = canary_plant.DEFAULT_FRACTION, precision: float | None = None,
-         progress: bool = True) -> FlagResult:
+         labels: str | Path | None = None, progress: bool = True) -> FlagResult:
     """Score every pair of the img2dataset folder `data` and flag the most suspect.
 
     method: the ranking that decides what is flagged (curate.rankings; every score is computed anyway), or
@@ -97,6 +99,8 @@ def flag(data, out=None, *, method: str = DEFAULT_METHOD, protocol: str = "kfold
     canaries: plant this fraction of known mismatched pairs (curate.canaries), trained on like every pair and
     dropped from every output; every ranking is graded on them (summary.json's `canaries` entry). 0: none.
     precision: instead of top_frac, flag as many pairs as keep the estimated precision at least this.
+    labels: a decisions.csv exported from report.html (with reuse): the learned ranking also learns from the
+    reviewed pairs and flags the next page of unreviewed ones; reviewed wrong captions stay flagged, fine never.
     protocol: "kfold" (`folds` trainings score every key) or "paper" (f on S_S+S_C, g on S_S+S_I; scores S_C).
     top_frac / threshold: flag this fraction, most suspect first, or rows whose 0-1 score is at least this.
     reuse: score again with the models a previous run saved in OUT/models (no training).
@@ -108,6 +112,11 @@ def flag(data, out=None, *, method: str = DEFAULT_METHOD, protocol: str = "kfold
     """
     method = method if method == AUTO else resolve_ranking(method)
     check_flag_options(method, protocol, form, top_frac, threshold, views, epochs, canaries, precision)
+    if labels is not None and not reuse:
+        raise UsageError("--labels re-ranks the scores of a finished run: add --reuse")
+    if labels is not None and sample is not None:
+        raise UsageError("--labels works on runs without --sample")
+    decisions = read_decisions(labels) if labels is not None else None
     if sample is not None and protocol != "kfold":
         raise UsageError("--sample works with --protocol kfold: every pair outside the sample is then held out by "
                          "all K models")
@@ -132,6 +141,9 @@ def flag(data, out=None, *, method: str = DEFAULT_METHOD, protocol: str = "kfold
 
     started = time.time()
     user_table = table
+    if decisions is not None:
+        check_decisions_fit(labels, decisions, user_table, data)
+        method = "learned"
     if reuse:
         spec = canary_plant.load_spec(models_folder, user_table)
         table = with_canary_rows(user_table, spec)
@@ -164,7 +176,7 @@ def flag(data, out=None, *, method: str = DEFAULT_METHOD, protocol: str = "kfold
     cosine = pretrained_cosine(pretrained_model, pretrained, table, plan.scored, seed, progress) if pretrained else None
     frame = flagging.build_scores_table(table, plan.scored, measures, memorization.cumulative_losses(csl, plan),
                                         DEFAULT_RANKING, seed, cosine, canary_keys=set(spec["key"]))
-    assessment = assess(frame, spec, method, seed, precision)
+    assessment = assess(frame, spec, method, seed, precision, decisions)
     frame, method = assessment.frame, assessment.chosen
     frame["scored_by"] = sampling.SCORED_IN_SAMPLE
     # What the ranking rested on where it was computed: pairs scored by inference carry its distilled copy.
@@ -182,6 +194,8 @@ def flag(data, out=None, *, method: str = DEFAULT_METHOD, protocol: str = "kfold
         flag_count = int(round(flag_count / len(user_table) * len(frame)))
     frame["flagged"] = flagging.select_flagged(frame, top_frac, threshold, flag_count)
     frame["reasons"] = flagging.reasons(frame)
+    if decisions is not None:
+        next_page = apply_decisions(frame, ranking_flags(frame, flag_count, top_frac, threshold).sum())
     if progress and " only (" in method_used:
         print(f"note: ranking by {method_used}", file=sys.stderr)
     timings["score_s"] = round(time.time() - started, 1)
@@ -196,6 +210,10 @@ def flag(data, out=None, *, method: str = DEFAULT_METHOD, protocol: str = "kfold
     flagged_in_sample = ranking_flags(frame, flag_count, top_frac, threshold)[in_sample]
     summary["canaries"] = {**assessment.summary,
                            "flagged_precision_estimate": assessment.flagged_precision(flagged_in_sample)}
+    if decisions is not None:
+        summary["review"] = {**frame["reviewed"][frame["reviewed"] != ""].value_counts().to_dict(),
+                             "next_page": int(next_page.sum()),
+                             "next_page_precision_estimate": assessment.flagged_precision(next_page)}
     summary["scored_by"] = frame["scored_by"].value_counts().to_dict()
     if sample is not None:  # the table held the sample only; the pool is what was read
         summary["samples_readable"] = len(pool.keys)
@@ -209,6 +227,28 @@ def flag(data, out=None, *, method: str = DEFAULT_METHOD, protocol: str = "kfold
 def with_canary_rows(table, spec: pd.DataFrame):
     """The user's table with the canaries appended (the table itself when there are none)."""
     return table.concat(canary_plant.canary_table(table, spec)) if len(spec) else table
+
+
+def check_decisions_fit(path, decisions: pd.DataFrame, table, data) -> None:
+    """Every decided key is a pair of this data with the caption the reviewer saw."""
+    captions = {key: captions[0] for key, captions in zip(table.keys, table.captions)}
+    unknown = sorted(set(decisions["key"]) - set(captions))
+    if unknown:
+        raise DataError(f"{path}: {len(unknown)} decided keys are not pairs of {data} (e.g. {unknown[0]}); "
+                        "label with the decisions exported from this data's report")
+    check_captions(path, dict(zip(decisions["key"], decisions["caption"])), captions, data,
+                   "label with the decisions exported from this data's report")
+
+
+def apply_decisions(frame: pd.DataFrame, page: int) -> np.ndarray:
+    """Flag the `page` most suspect unreviewed pairs, every pair reviewed as a wrong caption, and no pair reviewed
+    fine; returns the next page (the unreviewed flags)."""
+    reviewed = frame["reviewed"].to_numpy()
+    scores = np.where(reviewed == "", frame["score"].to_numpy(dtype=float), -np.inf)
+    next_page = top_count_mask(scores, min(int(page), int((reviewed == "").sum())))
+    frame["flagged"] = next_page | (reviewed == WRONG_CAPTION)
+    frame.loc[reviewed != "", "reasons"] = "reviewed: " + frame.loc[reviewed != "", "reviewed"]
+    return next_page
 
 
 def ranking_flags(frame: pd.DataFrame, count: int | None, top_frac: float, threshold: float | None) -> np.ndarray:

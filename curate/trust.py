@@ -84,7 +84,8 @@ def cross_fitted_scores(frame: pd.DataFrame, labels: np.ndarray, seed: int, fold
     return scores
 
 
-def mismatch_posterior(canary_probability: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def mismatch_posterior(canary_probability: np.ndarray, labels: np.ndarray,
+                       users_are: np.ndarray | None = None) -> np.ndarray:
     """Each user pair's estimated chance of being mismatched, from the cross-fitted P(canary | x) (Elkan and
     Noto, KDD 2008): if canaries look like the user's own mismatched pairs, the canaries are a share c of all
     mismatched pairs, c is the mean P(canary) over held-out canaries, and a user pair is mismatched with
@@ -94,11 +95,13 @@ def mismatch_posterior(canary_probability: np.ndarray, labels: np.ndarray) -> np
     [0.167, 0.0]
     """
     labels = np.asarray(labels, dtype=bool)
+    users = ~np.asarray(users_are if users_are is not None else labels, dtype=bool)  # rows returned: not canaries
     p = np.clip(np.asarray(canary_probability, dtype=float), 0.0, 1 - 1e-6)
     share = float(np.mean(p[labels])) if labels.any() else float("nan")
     if not np.isfinite(share) or share <= 0:
-        return np.full(int((~labels).sum()), np.nan)
-    return np.clip((1 - share) / share * p[~labels] / (1 - p[~labels]), 0.0, 1.0)
+        return np.full(int(users.sum()), np.nan)
+    posterior = np.clip((1 - share) / share * p[users] / (1 - p[users]), 0.0, 1.0)
+    return np.where(labels[users], 1.0, posterior)  # a pair reviewed as wrong is mismatched
 
 
 def learned_weights(frame: pd.DataFrame, labels: np.ndarray) -> dict:
