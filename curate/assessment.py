@@ -48,8 +48,9 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
            precision: float | None = None, decisions: pd.DataFrame | None = None) -> Assessment:
     """Grade every ranking on the canaries, learn one from them, choose (`method` "auto") and drop the canaries.
 
-    decisions (curate.decisions rows: key, decision): pairs a person reviewed. The learned ranking then also
-    learns from them, wrong captions as mismatched and the rest as they are, and grades leave them out."""
+    decisions (curate.decisions rows: key, decision): pairs a person reviewed. The learned ranking then learns
+    from them (wrong captions as mismatched; from the reviews alone once 10 are wrong, beside the canaries before),
+    and grades leave them out."""
     labels = frame["key"].isin(set(spec["key"])).to_numpy()
     kinds = frame["key"].map(dict(zip(spec["key"], spec["kind"]))).fillna("")
     reviewed = frame["key"].map(dict(zip(decisions["key"], decisions["decision"])) if decisions is not None
@@ -59,9 +60,16 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
     if precision is not None and not graded:
         raise UsageError(f"--precision needs at least {trust.MIN_CANARIES} canaries to estimate precision from; "
                          f"{count} were planted: raise --canaries or use --top-frac")
-    mismatched = labels | reviewed.eq(WRONG_CAPTION).to_numpy()
+    wrong = reviewed.eq(WRONG_CAPTION).to_numpy()
+    # Enough reviewed wrong captions: learn from the reviews alone. Beside canaries they helped less (bench/review.py,
+    # README): the canaries, many more, pull the fit towards what tells them apart from the data's own noise.
+    from_reviews = wrong.sum() >= trust.MIN_CANARIES // 2
+    mismatched = wrong if from_reviews else labels | wrong
+    fit = ~labels if from_reviews else np.ones(len(frame), dtype=bool)
     if mismatched.sum() >= trust.MIN_CANARIES // 2:  # a learned model needs a few positives per cross-fitting fold
-        frame["rank_learned"] = trust.cross_fitted_scores(frame, mismatched, seed)
+        learned = np.full(len(frame), np.nan)
+        learned[fit] = trust.cross_fitted_scores(frame[fit], mismatched[fit], seed)
+        frame["rank_learned"] = learned
     unreviewed = reviewed.eq("").to_numpy()
     grades = trust.grade_rankings(frame[unreviewed], labels[unreviewed], kinds[unreviewed], seed) if graded else {}
     chosen = _choose(method, grades, frame)
@@ -77,7 +85,8 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
                "method_requested": method, "chosen": chosen, "graded": graded, "rankings": grades,
                "warnings": warnings}
     if "rank_learned" in frame:
-        summary["learned_weights"] = trust.learned_weights(frame, mismatched)
+        summary["learned_weights"] = trust.learned_weights(frame[fit], mismatched[fit])
+        summary["learned_from"] = "reviews" if from_reviews else "canaries" + (" and reviews" if wrong.any() else "")
     planted = frame[labels].assign(canary_kind=kinds[labels].to_numpy())
     if not graded:
         return Assessment(user, chosen, summary, None, planted)

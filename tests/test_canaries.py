@@ -216,8 +216,8 @@ def test_a_reviewed_wrong_pattern_ranks_higher_among_unreviewed_pairs():
     after = assess(frame.copy(), spec, "learned", seed=0, decisions=decisions).frame["rank_learned"].to_numpy()[20:]
     unreviewed = ~np.isin(np.arange(20, users), np.arange(100, 110))
     auroc = [trust.grade_scores(s[unreviewed], truth[unreviewed], seed=0)["auroc"] for s in (before, after)]
-    # measured: 0.45 from the canaries alone, 0.70 with 20 reviews beside them
-    assert auroc[1] > auroc[0] + 0.15
+    # measured: 0.45 from the canaries alone, 0.70 with 20 reviews beside them, 0.99 from the 20 reviews alone
+    assert auroc[1] > auroc[0] + 0.3
 
 
 def test_labels_from_another_dataset_fail_in_one_line(canary_run, tmp_path, capsys):
