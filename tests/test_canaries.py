@@ -15,7 +15,7 @@ from curate.canaries import CANARY_KINDS, PREFIX, plant_canaries, with_canaries
 from curate.protocols import kfold_plan
 from train.data import load_table
 
-FAST = {"folds": 3, "epochs": 12, "batch_size": 64, "lr": 1e-3, "progress": False}
+FAST = {"folds": 3, "epochs": 8, "batch_size": 64, "lr": 1e-3, "progress": False}
 
 
 @pytest.fixture(scope="module")

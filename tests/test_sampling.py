@@ -24,8 +24,11 @@ def test_sample_then_infer_scores_every_key_once_and_says_how(make_synthetic, tm
     assert scores["scored_by"].value_counts().to_dict() == {"in-sample": 120, "inference": 120}
     plan = json.loads((tmp_path / "out" / "models" / "plan.json").read_text())
     in_sample = set(scores.loc[scores["scored_by"] == "in-sample", "key"])
-    assert in_sample == set(plan["scored"])
-    assert {k for m in plan["models"] for k in m["train_keys"]} <= in_sample  # the models saw only the sample
+    planted = set(result.canaries["key"])  # canaries are planted in the sample and never leave flag
+    assert planted and not planted & set(scores["key"])
+    assert in_sample == set(plan["scored"]) - planted
+    # the models saw only the sample (and its canaries)
+    assert {k for m in plan["models"] for k in m["train_keys"]} <= in_sample | planted
     inferred = scores[scores["scored_by"] == "inference"]
     # only training gives csl and CLIPMem; inference gives held-out alignment, neighbours and a distilled score
     assert inferred["csl"].isna().all() and inferred["clipmem_raw"].isna().all()
