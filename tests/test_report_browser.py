@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,19 @@ REASONS = [
 SUMMARY_LINES = [("data", "hand-made <frame> & co"), ("flagged", "most of them")]
 ALL_IMAGES_LOADED = "() => { const images = Array.from(document.querySelectorAll('.card img'));" \
                     " return images.length > 0 && images.every(i => i.complete && i.naturalWidth > 0); }"
+
+
+def wait_until_true(page, expression: str, timeout_s: float = 30.0) -> bool:
+    """Polls `expression` from Python. playwright's wait_for_function polls with eval inside the page, which
+    the report's Content-Security-Policy forbids: it passes only when the first check (made over CDP) is
+    already true, so it failed on slower machines."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if page.evaluate(expression):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        page.wait_for_timeout(100)
 
 
 def picture(index: int, size: int, mode: str = "RGB") -> Image.Image:
@@ -148,8 +162,7 @@ class Opened:
         self.page.click(f"#pager-top button[data-page='{action}']")
 
     def images_loaded(self) -> bool:
-        self.page.wait_for_function(ALL_IMAGES_LOADED)
-        return self.page.evaluate(ALL_IMAGES_LOADED)
+        return wait_until_true(self.page, ALL_IMAGES_LOADED)
 
 
 @pytest.fixture

@@ -161,7 +161,7 @@ def test_export_writes_decisions_csv_and_import_restores_it(browser, opened, rep
     fresh = Opened(browser, report[0])
     assert decided(fresh) == {}
     fresh.page.set_input_files("#import-decisions", str(tmp_path / "more.csv"))
-    fresh.page.wait_for_function("document.querySelectorAll('.card[data-decision]:not([data-decision=\"\"])').length > 0")
+    fresh.page.locator('.card[data-decision]:not([data-decision=""])').first.wait_for(state="attached")
     assert decided(fresh) == chosen
     message = fresh.page.text_content("#review-message")
     assert message.startswith("imported 4 decisions from more.csv") and "1 (key not in this report)" in message
