@@ -33,9 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategies", default=DEFAULT_STRATEGIES,
                         help="comma-separated; each may carry options (remove:by=random:count=100, text-noise:sigma=0.3) "
                              "and names joined by + combine (multi-caption+text-aug)")
-    parser.add_argument("--seeds", type=int,
+    parser.add_argument("--seeds",
                         help="training seeds per strategy (default 3), each strategy compared with the baseline of the "
-                             "same seed; with --curve, models per point (default 1)")
+                             "same seed; or auto: 3 seeds, then one more seed at a time for the baseline and every "
+                             "strategy with an inconclusive outcome, until none is left, --max-seeds or "
+                             "--budget-minutes (tests then run at a level corrected for the repeated looks); "
+                             "with --curve, models per point (default 1)")
+    parser.add_argument("--max-seeds", type=int, help="with --seeds auto: the most seeds per strategy (default 10)")
+    parser.add_argument("--budget-minutes", type=float,
+                        help="with --seeds auto: start no round that would end after this many minutes of training "
+                             "(estimated from the runs so far); what stayed inconclusive is reported")
     parser.add_argument("--quick", action="store_true",
                         help=f"train on {QUICK['samples']} samples, {QUICK['epochs']} epochs, {QUICK['seeds']} seeds "
                              "(about 15 minutes on 2 CPU cores for the default strategies)")
@@ -80,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
                   batch_size=args.batch_size, lr=args.lr, eval_max=args.eval_size, eval_frac=args.eval_frac,
                   probe_folds=args.probe_folds, scores=args.scores, downstream=downstream_items(args.downstream),
                   progress=not args.no_progress)
-    if args.seeds is not None:
-        common["seeds"] = args.seeds
     if args.curve:
+        if args.seeds is not None:
+            common["seeds"] = whole_seeds(args.seeds)
+        if args.max_seeds is not None or args.budget_minutes is not None:
+            raise UsageError("--max-seeds and --budget-minutes go with --seeds auto, which --curve does not take")
         try:
             counts = [int(c) for c in args.curve_counts.split(",") if c.strip()]
         except ValueError:
@@ -96,13 +105,28 @@ def run(args: argparse.Namespace) -> int:
         print(trend_table(result.rows, measured_metrics(pd.DataFrame(result.rows)), PLOT_UTILITY))
     else:
         effects = parse_effects(args.min_effect)
-        result = tradeoff(args.data, args.strategies, args.out, min_effects=effects, **common)
+        if args.seeds is not None:
+            common["seeds"] = args.seeds
+        result = tradeoff(args.data, args.strategies, args.out, min_effects=effects, max_seeds=args.max_seeds,
+                          budget_minutes=args.budget_minutes, **common)
         print(report.runs_table(result.rows))
         print()
-        print(report.paired_table(result.rows, result.effects))
+        print(report.paired_table(result.rows, result.effects, result.settings.get("alpha", 0.05)))
+        if result.stopping:
+            print()
+            print(result.stopping.sentence())
     for name, path in result.paths.items():
         print(f"{name:8} {path}")
     return 0
+
+
+def whole_seeds(text: str) -> int:
+    from dataio.errors import UsageError
+
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--seeds with --curve is a whole number (models per point), got {text!r}") from None
 
 
 def parse_effects(text: str) -> dict:

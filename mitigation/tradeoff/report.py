@@ -102,10 +102,10 @@ def _delta(c) -> str:
     return f"{c.mean:+.4f} [{c.low:+.4f}, {c.high:+.4f}]"
 
 
-def paired_table(rows: list, effects: dict) -> str:
+def paired_table(rows: list, effects: dict, alpha: float = stats.ALPHA) -> str:
     """Each strategy against the baseline of the same seed: Δ with its interval and the outcome per metric,
     then the smallest effect that matters and the smallest the seeds detect."""
-    comparisons = stats.compare_all(rows, effects)
+    comparisons = stats.compare_all(rows, effects, alpha)
     metrics = [m for m in stats.PAIRED if any(k[1] == m for k in comparisons)]
     if not metrics:
         return "No paired comparison: the strategies need a `baseline` run of the same seeds."
@@ -118,15 +118,19 @@ def paired_table(rows: list, effects: dict) -> str:
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     lines.append("| smallest effect that matters | "
                  + " | ".join(f"±{verdict.effect_text(m, effects)} | " for m in metrics) + "|")
-    detectable = stats.detectable_effects(comparisons)
+    detectable = stats.detectable_effects(comparisons, alpha)
     cells = [f"{detectable[m][0]:.4f} ({detectable[m][1]} seeds) | " if m in detectable else "n/a (1 seed) | "
              for m in metrics]
     lines.append("| minimum detectable effect (power 0.8) | " + " | ".join(cells) + "|")
     return "\n".join(lines)
 
 
-def markdown(rows: list, settings: dict, sizes: dict, effects: dict | None = None) -> str:
+def markdown(rows: list, settings: dict, sizes: dict, effects: dict | None = None, stopping: str | None = None) -> str:
     effects = stats.resolve_effects(effects)
+    alpha = settings.get("alpha", stats.ALPHA)
+    level = (f"{alpha:.4g}, Pocock's per-look level for {settings['looks']} looks: seeds were added until the "
+             f"outcomes settled, and this keeps the overall level at {stats.ALPHA}" if "looks" in settings
+             else f"{alpha}")
     summary = summarize(rows)
     downstream = (f"{sizes['downstream']} images no run trained on, {sizes['probe_folds']}-fold linear probe"
                   if sizes.get("downstream") else "not measured (no downstream images given)")
@@ -143,6 +147,7 @@ def markdown(rows: list, settings: dict, sizes: dict, effects: dict | None = Non
         "",
         f"Settings: {json.dumps(settings)}",
         "",
+        *([stopping, ""] if stopping else []),
         "## Runs (mean ± std over seeds)",
         "",
         runs_table(rows),
@@ -150,20 +155,20 @@ def markdown(rows: list, settings: dict, sizes: dict, effects: dict | None = Non
         "## Against the baseline of the same seed",
         "",
         "Δ: strategy minus baseline, mean over seeds, with its interval (t distribution over seeds, level "
-        f"1 - {stats.ALPHA} / strategies compared). Outcome: no change where the interval lies inside "
+        "1 - alpha / strategies compared; alpha " + level + "). Outcome: no change where the interval lies inside "
         "± the smallest effect that matters; gain or loss where the paired t-test, Holm-corrected for the number "
-        f"of strategies, rejects no difference at {stats.ALPHA}; inconclusive otherwise (never read as "
+        "of strategies, rejects no difference at alpha; inconclusive otherwise (never read as "
         "no effect). Minimum detectable effect: the true difference these seeds find with power 0.8, from the "
         "spread of the paired differences.",
         "",
-        paired_table(rows, effects),
+        paired_table(rows, effects, alpha),
         "",
         f"Pareto front (lower {HEADERS[memorization_axis(summary).removesuffix('_mean')]}, higher "
         f"{HEADERS[PLOT_UTILITY]}; the plot's axes): {', '.join(pareto_front(summary))}",
         "",
         "## Verdict",
         "",
-        " ".join(verdict.verdict(rows, effects)),
+        " ".join(verdict.verdict(rows, effects, alpha)),
         "",
         "![trade-off](tradeoff.png)",
         "",
@@ -200,10 +205,11 @@ def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
     return path
 
 
-def write_all(out: Path, rows: list, settings: dict, sizes: dict, effects: dict | None = None) -> dict:
+def write_all(out: Path, rows: list, settings: dict, sizes: dict, effects: dict | None = None,
+              stopping: str | None = None) -> dict:
     """tradeoff.md and tradeoff.png beside the run log tradeoff.csv (which the runs wrote as they finished)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "tradeoff.csv", "markdown": out / "tradeoff.md", "plot": out / "tradeoff.png"}
-    write_text(paths["markdown"], markdown(rows, settings, sizes, effects))
+    write_text(paths["markdown"], markdown(rows, settings, sizes, effects, stopping))
     plot(rows, paths["plot"])
     return paths

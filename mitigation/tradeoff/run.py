@@ -36,6 +36,7 @@ from mitigation.remove import check_amount, check_scores_fit, load_scores
 from mitigation.strategies import STRATEGIES, check_options, mitigate, options_from
 from mitigation.tradeoff import report
 from mitigation.tradeoff.log import settings_hash
+from mitigation.tradeoff.sequential import SeedPlan, Stopping, fits_budget, next_round, open_outcomes, seed_plan
 from mitigation.tradeoff.session import (
     REMOVAL_ORDER,
     Session,
@@ -67,6 +68,7 @@ DEFAULT_STRATEGIES = "baseline,text-aug,multi-caption,text-noise,remove"
 # `remove` with no amount removes the paper's ~100 most memorized pairs.
 REMOVE_DEFAULT = {"count": 100}
 REMOVE_OPTIONS = set(STRATEGIES["remove"].options)
+clock = time.monotonic  # the time budget's clock (a name of its own so tests can move it)
 
 
 @dataclass
@@ -122,12 +124,14 @@ class TradeoffResult:
     paths: dict
     settings: dict
     effects: dict  # the smallest effect that matters per metric (mitigation.tradeoff.stats.EFFECTS with the user's values)
+    stopping: Stopping | None = None  # with seeds="auto": why it stopped, seeds per strategy, what stayed open
 
 
-def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, epochs: int = 10,
+def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int | str = 3, epochs: int = 10,
              samples: int | None = None, quick: bool = False, model: str = "clipmem-tiny", batch_size: int = 128,
              lr: float = 5e-4, eval_max: int = EVAL_MAX, eval_frac: float = EVAL_FRAC, probe_folds: int = PROBE_FOLDS,
-             scores=None, downstream=None, min_effects: dict | None = None, progress: bool = True) -> TradeoffResult:
+             scores=None, downstream=None, min_effects: dict | None = None, max_seeds: int | None = None,
+             budget_minutes: float | None = None, progress: bool = True) -> TradeoffResult:
     """Retrain under each strategy, measure memorization and utility; write tradeoff.csv/.md/.png.
 
     strategies: a comma-separated string or a list, each item a strategy (or `baseline`, or names joined by
@@ -138,20 +142,32 @@ def tradeoff(data, strategies=DEFAULT_STRATEGIES, out=None, *, seeds: int = 3, e
     linear probe. min_effects: the smallest change that matters per metric, e.g. {"linear_probe_acc": 0.02}
     (mitigation.tradeoff.stats.EFFECTS for the rest); it decides outcomes and the verdict, not the runs. Default OUT:
     DATA.tradeoff beside the data. Runs already in OUT/tradeoff.csv with the same settings are not run again.
+    seeds="auto": every strategy gets MIN_SEEDS seeds, then seeds are added to the baseline and to the
+    strategies with an inconclusive outcome until none is left, max_seeds is reached or the next round would
+    overrun budget_minutes; every test then runs at the sequential level (mitigation.tradeoff.sequential).
     """
     specs = parse_strategy_list(strategies if isinstance(strategies, str) else ",".join(strategies))
     effects = resolve_effects(min_effects)
-    settings = resolve_settings(data, seeds, epochs, samples, quick, model, batch_size, lr, eval_max, eval_frac,
-                                probe_folds, scores)
+    plan = seed_plan(seeds, max_seeds, budget_minutes)
+    if plan.auto and BASELINE not in [s.label for s in specs]:
+        raise UsageError("--seeds auto adds seeds until each strategy's comparison with the baseline settles; "
+                         "add baseline to --strategies")
+    settings = resolve_settings(data, plan.fixed or plan.min_seeds, epochs, samples, quick, model, batch_size, lr,
+                                eval_max, eval_frac, probe_folds, scores)
+    settings.update(plan.settings())
     for spec in specs:
         check_spec(spec, data, settings)
     out = Path(out) if out else tradeoff_folder(data)
     session = start_session(data, settings, downstream, out, "tradeoff.csv", "strategy", progress)
-    rows = with_matched_baseline(run_tradeoff(session, specs), out)
+    if plan.auto:
+        rows, stopping = run_sequential(session, specs, plan, effects)
+    else:
+        rows, stopping = with_matched_baseline(run_tradeoff(session, specs), out), None
     for row in rows:  # tradeoff.csv carries the comparison the report makes
         session.log.add(row)
-    paths = report.write_all(out, rows, settings, describe_experiment(session.experiment), effects)
-    return TradeoffResult(rows, paths, settings, effects)
+    paths = report.write_all(out, rows, settings, describe_experiment(session.experiment), effects,
+                             stopping.sentence() if stopping else None)
+    return TradeoffResult(rows, paths, settings, effects, stopping)
 
 
 def check_spec(spec: StrategySpec, data, settings: dict) -> None:
@@ -223,6 +239,46 @@ def run_tradeoff(session: Session, specs: list) -> list:
                 session.log.add(one_run(session, spec, seed, prepared, key))
             rows.append(session.log.find(spec.label, seed, key))
     return rows
+
+
+def run_sequential(session: Session, specs: list, plan: SeedPlan, effects: dict) -> tuple:
+    """Round after round, one more seed of the baseline and of each strategy whose outcomes are still open,
+    within the seed cap and the time budget; returns the rows (with the matched baseline) and the Stopping."""
+    by_label = {spec.label: spec for spec in specs}
+    keys = {label: run_key(session, spec) for label, spec in by_label.items()}
+    prepared, rows, seeds_run = {}, [], {label: 0 for label in by_label}
+    started, reason = clock(), "max seeds"
+    for seed in range(plan.max_seeds):
+        labels = next_round(rows, list(by_label), seed, plan, effects)
+        if not labels:
+            reason = "settled"
+            break
+        todo = [label for label in labels if session.log.find(label, seed, keys[label]) is None]
+        estimate = sum(expected_seconds(rows, label) for label in todo)
+        if seed > 0 and not fits_budget(plan, clock() - started, estimate):
+            reason = "budget"
+            break
+        if session.progress:
+            print(f"[tradeoff] seed {seed + 1} (auto, at most {plan.max_seeds}): {', '.join(labels)}; "
+                  f"about {estimate / 60:.0f} min, {(clock() - started) / 60:.0f} min spent", flush=True)
+        for label in labels:
+            if label in todo:
+                if label not in prepared:
+                    prepared[label] = prepare(session, by_label[label])
+                session.log.add(one_run(session, by_label[label], seed, prepared[label], keys[label]))
+            rows.append(session.log.find(label, seed, keys[label]))
+            seeds_run[label] += 1
+        rows = with_matched_baseline(rows, session.out)
+    stopping = Stopping(reason, seeds_run, open_outcomes(rows, effects, plan.alpha), (clock() - started) / 60)
+    return rows, stopping
+
+
+def expected_seconds(rows: list, label: str) -> float:
+    """What one more run of `label` should take: its own runs' mean, else every run's mean (0 with none yet)."""
+    own = [r["seconds"] for r in rows if r["strategy"] == label and r.get("seconds") is not None]
+    every = [r["seconds"] for r in rows if r.get("seconds") is not None]
+    chosen = own or every
+    return float(sum(chosen) / len(chosen)) if chosen else 0.0
 
 
 def prepare(session: Session, spec: StrategySpec) -> Prepared:

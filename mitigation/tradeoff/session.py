@@ -23,6 +23,8 @@ from train.data import Table, load_table
 # In the run key of every run that removes pairs: rows filed before removal kept the baseline's batch order
 # (train_clip's order_keys) were trained on an unrelated order, and are rerun rather than mixed in.
 REMOVAL_ORDER = "baseline order minus the removed pairs"
+# Settings that decide how many runs there are or how they are judged, never one run's result.
+NOT_IN_RUN_KEY = {"seeds", "scores", "min_seeds", "max_seeds", "budget_minutes", "looks", "alpha"}
 # `quick`: a subsample, fewer epochs; wherever the arguments are left at their defaults.
 QUICK = {"samples": 1500, "epochs": 5, "seeds": 3}
 
@@ -69,7 +71,7 @@ def start_session(data, settings: dict, downstream, out: Path, log_name: str, la
                                  settings["probe_folds"])
     identity = {"data": str(Path(data).resolve()), "data_fingerprint": fingerprint(base),
                 "downstream": fingerprint(downstream) if downstream is not None else None,
-                **{k: v for k, v in settings.items() if k not in ("seeds", "scores")}}
+                **{k: v for k, v in settings.items() if k not in NOT_IN_RUN_KEY}}
     return Session(Path(data), settings, experiment, identity, out, RunLog(out / log_name, label), progress)
 
 

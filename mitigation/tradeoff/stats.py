@@ -119,7 +119,8 @@ def paired_differences(rows: list, strategy: str, metric: str) -> tuple:
     return diffs, against.reindex(diffs.index)
 
 
-def compare(rows: list, strategy: str, metric: str, effects: dict | None = None, compared: int = 1) -> Comparison | None:
+def compare(rows: list, strategy: str, metric: str, effects: dict | None = None, compared: int = 1,
+            alpha: float = ALPHA) -> Comparison | None:
     """The paired comparison of one strategy and metric, uncorrected (compare_all corrects and decides)."""
     from scipy import stats
 
@@ -135,7 +136,7 @@ def compare(rows: list, strategy: str, metric: str, effects: dict | None = None,
     sd = float(values.std(ddof=1))
     if sd == 0:  # every seed moved by the same amount: the t statistic is infinite (or 0/0)
         return Comparison(strategy, metric, n, mean, sd, mean, mean, 0.0 if mean else 1.0, effect)
-    half = float(stats.t.ppf(1 - ALPHA / compared / 2, n - 1)) * sd / math.sqrt(n)
+    half = float(stats.t.ppf(1 - alpha / compared / 2, n - 1)) * sd / math.sqrt(n)
     p = float(stats.ttest_1samp(values, 0.0).pvalue)
     return Comparison(strategy, metric, n, mean, sd, mean - half, mean + half, p, effect)
 
@@ -154,26 +155,28 @@ def holm(p_values: list) -> list:
     return adjusted
 
 
-def outcome(c: Comparison) -> str:
+def outcome(c: Comparison, alpha: float = ALPHA) -> str:
     """no change, gain, loss or inconclusive, in that order of precedence (see the module's docstring)."""
     if c.low is None:
         return "inconclusive"
     if -c.effect < c.low and c.high < c.effect:
         return "no change"
-    if c.p_holm is not None and c.p_holm < ALPHA and c.mean != 0:
+    if c.p_holm is not None and c.p_holm < alpha and c.mean != 0:
         return "gain" if np.sign(c.mean) == GOOD_DIRECTION[c.metric] else "loss"
     return "inconclusive"
 
 
-def compare_all(rows: list, effects: dict | None = None) -> dict:
-    """(strategy, metric) -> Comparison, Holm-corrected over the strategies per metric, each with its outcome."""
+def compare_all(rows: list, effects: dict | None = None, alpha: float = ALPHA) -> dict:
+    """(strategy, metric) -> Comparison, Holm-corrected over the strategies per metric, each with its outcome.
+    alpha: the test level, ALPHA for a fixed number of seeds, lower where seeds were added until the outcomes
+    settled (mitigation.tradeoff.sequential)."""
     strategies = [s for s in dict.fromkeys(r["strategy"] for r in rows) if s != BASELINE]
     found = {}
     for metric in PAIRED:
-        per_metric = [c for c in (compare(rows, s, metric, effects, len(strategies)) for s in strategies) if c]
+        per_metric = [c for c in (compare(rows, s, metric, effects, len(strategies), alpha) for s in strategies) if c]
         for c, adjusted in zip(per_metric, holm([c.p for c in per_metric])):
             c.p_holm = adjusted
-            c.outcome = outcome(c)
+            c.outcome = outcome(c, alpha)
             found[c.strategy, metric] = c
     return found
 
@@ -195,7 +198,9 @@ def detectable_effect(sd: float | None, n: int, alpha: float = ALPHA, power: flo
 
     def shortfall(difference: float) -> float:
         shift = difference * math.sqrt(n) / sd
-        return stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift) - power
+        # scipy's nct.cdf returns NaN far in the lower tail (df 2, shift 8 at alpha 0.012): that tail is ~0 there
+        lower = float(np.nan_to_num(stats.nct.cdf(-critical, df, shift), nan=0.0))
+        return stats.nct.sf(critical, df, shift) + lower - power
 
     upper = sd
     while shortfall(upper) < 0:
@@ -203,7 +208,7 @@ def detectable_effect(sd: float | None, n: int, alpha: float = ALPHA, power: flo
     return float(optimize.brentq(shortfall, 0.0, upper, xtol=sd * 1e-6))
 
 
-def detectable_effects(comparisons: dict) -> dict:
+def detectable_effects(comparisons: dict, alpha: float = ALPHA) -> dict:
     """metric -> (minimum detectable effect, seeds), from the pooled SD of the strategies' paired differences."""
     found = {}
     for metric in PAIRED:
@@ -211,5 +216,5 @@ def detectable_effects(comparisons: dict) -> dict:
         if spreads:
             sd = math.sqrt(sum(s * s for s, _ in spreads) / len(spreads))
             n = min(count for _, count in spreads)
-            found[metric] = (detectable_effect(sd, n), n)
+            found[metric] = (detectable_effect(sd, n, alpha), n)
     return found

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 from mitigation.tradeoff.stats import (
+    ALPHA,
     BASELINE,
     OUTCOMES,
     PAIRED,
@@ -41,12 +42,12 @@ def effect_text(metric: str, effects: dict) -> str:
     return f"{effects[metric]:.0%} of the baseline" if metric in RELATIVE else f"{effects[metric]:g}"
 
 
-def verdict(rows: list, effects: dict | None = None) -> list:
+def verdict(rows: list, effects: dict | None = None, alpha: float = ALPHA) -> list:
     """A few plain sentences: each metric's outcomes, the detectable effects, and what to do with this data."""
     if not any(r["strategy"] == BASELINE for r in rows):
         return ["There is no baseline among the strategies, so nothing is compared; add `baseline`."]
     effects = resolve_effects(effects)
-    comparisons = compare_all(rows, effects)
+    comparisons = compare_all(rows, effects, alpha)
     seeds = len({r["seed"] for r in rows if r["strategy"] == BASELINE})
     sentences = []
     if seeds < 2:
@@ -56,9 +57,9 @@ def verdict(rows: list, effects: dict | None = None) -> list:
         found = [c for (_, m), c in comparisons.items() if m == metric]
         if found:
             sentences.append(_metric_sentence(metric, found, effects))
-    detectable = detectable_effects(comparisons)
+    detectable = detectable_effects(comparisons, alpha)
     if detectable:
-        sentences.append("Smallest true effect these seeds detect with 80 % power (paired t, alpha 0.05): "
+        sentences.append(f"Smallest true effect these seeds detect with 80 % power (paired t, alpha {alpha:.3g}): "
                          + "; ".join(f"{PROSE[m]} {mde:.4f} ({n} seeds)" for m, (mde, n) in detectable.items())
                          + ". A smaller effect than that is reported as inconclusive, not as absent.")
     sentences.append(recommendation(comparisons, effects))
