@@ -328,6 +328,7 @@ def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared,
     trained = [train_clip(prepared.table, [k for k in m.train_keys if k not in removed], config,
                           order_keys=m.train_keys, progress=session.progress)
                for m in plan.models]
+    trained_at = time.time()
     # A removed candidate is in neither model's data: f minus g means nothing for it.
     candidates = [k for k in plan.scored if k not in removed]
     clipmem = measure_clipmem(trained, dataclasses.replace(plan, scored=candidates), experiment, session.progress)
@@ -335,6 +336,7 @@ def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared,
     for folder in ("clipmem", "configs"):
         (session.out / folder).mkdir(parents=True, exist_ok=True)
     write_parquet(clipmem_path(session.out, spec.label, seed, key), clipmem[["key", "clipmem_raw"]])
+    measured_at = time.time()
     metrics = utility(trained[0].model, trained[0].tokenizer, experiment)
     row = {
         "strategy": spec.label, "seed": seed, "captions": prepared.captions,
@@ -345,6 +347,9 @@ def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared,
         **{metric: metrics.get(metric) for metric in UTILITY},
         "eval_pairs": len(experiment.split.eval_keys), "train_pairs_f": len(trained[0].keys),
         "seconds": round(time.time() - started, 1), "settings": key,
+        # where a run's time goes: training f and g, CLIPMem over the candidates, the utility metrics
+        "train_seconds": round(trained_at - started, 1), "clipmem_seconds": round(measured_at - trained_at, 1),
+        "utility_seconds": round(time.time() - measured_at, 1),
     }
     write_json(session.out / "configs" / f"{name}.json",
                {"strategy": spec.label, "mitigation_options": spec.options, "training": config.to_dict(),
