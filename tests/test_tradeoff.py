@@ -48,7 +48,8 @@ def test_removal_takes_the_requested_pairs_from_the_subsample_it_trains_on(shape
                                  scores=tmp_path / "scores.parquet", **TINY)
     experiment = make_experiment(load_table(shapes, progress=False), 150, EVAL_MAX, EVAL_FRAC, None, 5)
     trained_on = set(experiment.training_keys)
-    removed = json.loads((out / "configs" / "remove_by-clipmem_count-9_seed0.json").read_text())["removed_keys"]
+    [config] = (out / "configs").glob("remove_by-clipmem_count-9_seed0_s*.json")  # named by the settings hash
+    removed = json.loads(config.read_text())["removed_keys"]
     assert len(removed) == 9 and set(removed) <= trained_on and len(trained_on) < 150
     # the top 9 of THOSE keys, not of the whole dataset (whose top 9 mostly lie outside the subsample)
     assert removed == list(scores.loc[sorted(trained_on), "clipmem"].sort_values(ascending=False).index[:9])

@@ -332,7 +332,6 @@ def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared,
     # A removed candidate is in neither model's data: f minus g means nothing for it.
     candidates = [k for k in plan.scored if k not in removed]
     clipmem = measure_clipmem(trained, dataclasses.replace(plan, scored=candidates), experiment, session.progress)
-    name = f"{file_label(spec.label)}_seed{seed}"
     for folder in ("clipmem", "configs"):
         (session.out / folder).mkdir(parents=True, exist_ok=True)
     write_parquet(clipmem_path(session.out, spec.label, seed, key), clipmem[["key", "clipmem_raw"]])
@@ -351,7 +350,7 @@ def one_run(session: Session, spec: StrategySpec, seed: int, prepared: Prepared,
         "train_seconds": round(trained_at - started, 1), "clipmem_seconds": round(measured_at - trained_at, 1),
         "utility_seconds": round(time.time() - measured_at, 1),
     }
-    write_json(session.out / "configs" / f"{name}.json",
+    write_json(config_path(session.out, spec.label, seed, key),
                {"strategy": spec.label, "mitigation_options": spec.options, "training": config.to_dict(),
                 "settings": settings, "removed_keys": prepared.removed, "result": row})
     return row
@@ -364,6 +363,11 @@ def measure_clipmem(trained: list, plan, experiment: Experiment, progress: bool)
                                            progress=progress)
                 for r, m in zip(trained, plan.models)]
     return memorization.combine_models(measures, plan)
+
+
+def config_path(out: Path, label: str, seed: int, key: str) -> Path:
+    """A run's settings, removed keys and result, named by its settings hash like its CLIPMem file."""
+    return out / "configs" / f"{file_label(label)}_seed{seed}_{key}.json"
 
 
 def clipmem_path(out: Path, label: str, seed: int, key: str) -> Path:
