@@ -66,9 +66,10 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
     from_reviews = wrong.sum() >= trust.MIN_CANARIES // 2
     mismatched = wrong if from_reviews else labels | wrong
     fit = ~labels if from_reviews else np.ones(len(frame), dtype=bool)
+    features = trust.FEATURES if from_reviews else trust.CANARY_FEATURES
     if mismatched.sum() >= trust.MIN_CANARIES // 2:  # a learned model needs a few positives per cross-fitting fold
         learned = np.full(len(frame), np.nan)
-        learned[fit] = trust.cross_fitted_scores(frame[fit], mismatched[fit], seed)
+        learned[fit] = trust.cross_fitted_scores(frame[fit], mismatched[fit], seed, features=features)
         frame["rank_learned"] = learned
     unreviewed = reviewed.eq("").to_numpy()
     grades = trust.grade_rankings(frame[unreviewed], labels[unreviewed], kinds[unreviewed], seed) if graded else {}
@@ -85,7 +86,7 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
                "method_requested": method, "chosen": chosen, "graded": graded, "rankings": grades,
                "warnings": warnings}
     if "rank_learned" in frame:
-        summary["learned_weights"] = trust.learned_weights(frame[fit], mismatched[fit])
+        summary["learned_weights"] = trust.learned_weights(frame[fit], mismatched[fit], features)
         summary["learned_from"] = "reviews" if from_reviews else "canaries" + (" and reviews" if wrong.any() else "")
     planted = frame[labels].assign(canary_kind=kinds[labels].to_numpy())
     if not graded:

@@ -4,8 +4,8 @@ The user's pairs have no truth, but the canaries do: a ranking that puts canarie
 mismatched captions on this data. Grades are AUROC and average precision of canaries against the user's pairs
 (which hold the user's own noise too, so the grade is if anything low), each with a bootstrap interval.
 
-The learned ranking is a regularized logistic regression over every per-pair feature (as percentiles, so each
-can count in either direction), fitted on canaries against the user's pairs with K-fold cross-fitting: every
+The learned ranking is a regularized logistic regression over per-pair features (as percentiles, so each can
+count in either direction), fitted on canaries against the user's pairs with K-fold cross-fitting: every
 row, canary or user pair, is scored by a model that did not see it, so the learned ranking's grade is as honest
 as a fixed ranking's and no user pair is pushed down because it was fitted as a negative.
 
@@ -15,7 +15,7 @@ Example (a feature that separates canaries in the reversed direction is found):
     >>> frame = pd.DataFrame({"align_f": rng.random(400), "csl": rng.random(400)})
     >>> labels = np.zeros(400, dtype=bool); labels[:40] = True
     >>> frame.loc[labels, "align_f"] *= 0.2          # canaries: LOW trained-on alignment
-    >>> learned = cross_fitted_scores(frame, labels, seed=0)
+    >>> learned = cross_fitted_scores(frame, labels, seed=0, features=FEATURES)
     >>> round(grade_scores(learned, labels, seed=0)["auroc"], 1) >= 0.9
     True
 """
@@ -27,9 +27,17 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-# Columns of the scores table a learned ranking may use (those a run has, complete, are used).
+# Columns of the scores table a learned ranking may use (those a run has, complete, are used): all of them when it
+# learns from reviewed pairs, which are the data's own noise.
 FEATURES = ("align_f", "align_g", "clipscore", "clipmem_raw", "image_mem", "text_mem", "csl", "nbr_image",
             "nbr_text", "caption_repeats", "lint_severe", "lint_any")
+# From canaries, only the default ranking's own inputs (held-out alignment, training loss, neighbour terms): the
+# canaries' trained-on alignment and memorization, and their captions' statistics, differ from real mis-captioned
+# pairs' (canaries align better under the models that trained on them; swaps align worse), and a model that used
+# them learned the canaries rather than the noise. Leave one kind out on the detection bench (9 cells), true AUROC
+# of the learned ranking: every feature 0.734, without caption statistics 0.758, memorization features only 0.724,
+# these five 0.824 (the fixed default 0.834).
+CANARY_FEATURES = ("align_g", "clipscore", "csl", "nbr_image", "nbr_text")
 CROSS_FIT_FOLDS = 5
 BOOTSTRAP = 200
 # Below this many canaries an AUROC's interval is wider than the differences between rankings.
@@ -39,10 +47,10 @@ FLOOR_AUROC = 0.65
 REGULARIZATION = 0.5  # inverse strength (scikit-learn's C) over percentile features
 
 
-def feature_frame(frame: pd.DataFrame) -> pd.DataFrame:
+def feature_frame(frame: pd.DataFrame, features: tuple = CANARY_FEATURES) -> pd.DataFrame:
     """The learned ranking's inputs as percentiles within the table (0.5 where a value is missing)."""
     columns = {}
-    for name in FEATURES:
+    for name in features:
         if name.startswith("lint_") and "lint" not in frame:
             continue
         if name == "lint_severe":
@@ -66,14 +74,14 @@ def logistic_model():
 
 
 def cross_fitted_scores(frame: pd.DataFrame, labels: np.ndarray, seed: int, folds: int = CROSS_FIT_FOLDS,
-                        make_model=logistic_model) -> np.ndarray:
+                        make_model=logistic_model, features: tuple = CANARY_FEATURES) -> np.ndarray:
     """P(canary | features) for every row from a model fitted on the other folds (canaries 1, user pairs 0).
 
     Unweighted, so the probabilities stay calibrated to the mix of canaries and user pairs: mismatch_posterior
     turns them into each user pair's chance of being mismatched."""
     from sklearn.model_selection import StratifiedKFold
 
-    features = feature_frame(frame).to_numpy()
+    features = feature_frame(frame, features).to_numpy()
     labels = np.asarray(labels, dtype=bool)
     scores = np.full(len(labels), np.nan)
     folds = max(2, min(folds, int(labels.sum())))
@@ -104,9 +112,9 @@ def mismatch_posterior(canary_probability: np.ndarray, labels: np.ndarray,
     return np.where(labels[users], 1.0, posterior)  # a pair reviewed as wrong is mismatched
 
 
-def learned_weights(frame: pd.DataFrame, labels: np.ndarray) -> dict:
+def learned_weights(frame: pd.DataFrame, labels: np.ndarray, features: tuple = CANARY_FEATURES) -> dict:
     """The learned model's weight per feature, fitted on every row (for people to read, not for ranking)."""
-    features = feature_frame(frame)
+    features = feature_frame(frame, features)
     model = logistic_model()
     model.fit(features.to_numpy(), np.asarray(labels, dtype=bool))
     return {name: round(float(w), 3) for name, w in zip(features.columns, model.coef_[0])}

@@ -106,11 +106,24 @@ def test_learned_ranking_counts_a_feature_in_the_reversed_direction():
     labels = np.zeros(600, dtype=bool)
     labels[:60] = True
     frame.loc[labels, "align_f"] -= 2.0  # canaries: the trained-on model aligns them LESS, unlike the paper's story
-    learned = trust.cross_fitted_scores(frame, labels, seed=0)
+    learned = trust.cross_fitted_scores(frame, labels, seed=0, features=trust.FEATURES)
     assert trust.grade_scores(learned, labels, seed=0)["auroc"] > 0.85
-    assert trust.learned_weights(frame, labels)["align_f"] < 0
+    assert trust.learned_weights(frame, labels, trust.FEATURES)["align_f"] < 0
     # a fixed ranking that expects high alignment to be suspect finds them below chance
     assert trust.grade_scores(frame["align_f"], labels, seed=0)["auroc"] < 0.2
+
+
+def test_learned_from_canaries_uses_only_the_inputs_canaries_share_with_real_noise():
+    """Canaries told apart by their trained-on alignment alone: a model fitted on them must not learn that (real
+    mis-captioned pairs differ there the other way), while a model fitted on reviewed pairs may."""
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({name: rng.normal(size=500) for name in ("align_f", "clipmem_raw", "csl", "nbr_image")})
+    labels = np.zeros(500, dtype=bool)
+    labels[:50] = True
+    frame.loc[labels, "align_f"] += 3.0
+    assert set(trust.learned_weights(frame, labels)) == {"csl", "nbr_image"} <= set(trust.CANARY_FEATURES)
+    assert trust.grade_scores(trust.cross_fitted_scores(frame, labels, seed=0), labels, seed=0)["auroc"] < 0.7
+    assert trust.learned_weights(frame, labels, trust.FEATURES)["align_f"] > 1
 
 
 def test_auto_picks_the_best_graded_ranking_and_says_when_it_cannot_grade():
