@@ -125,7 +125,8 @@ RANKINGS = {
         Ranking("combined-neighbour", rank_combined_neighbour, "rank_combined-neighbour", True,
                 "combined plus the neighbour score"),
         Ranking("learned", rank_learned, "rank_learned", True,
-                "learned from the planted canaries over every per-pair score, cross-fitted (flag with canaries)"),
+                "learned from the planted canaries over held-out alignment, training loss and neighbour terms "
+                "(every score when learned from reviews), cross-fitted (flag with canaries)"),
         Ranking("random", rank_random, "random", True, "random order (a baseline)"),
     )
 }

@@ -58,7 +58,7 @@ def test_canaries_are_found_and_the_estimate_tracks_the_truth(canary_run):
     _, _, result = canary_run
     canaries = result.summary["canaries"]
     # auto took the best-graded ranking, learned included
-    graded = {name: g["auroc"] for name, g in canaries["rankings"].items() if name != "random"}
+    graded = {name: g["auroc"] for name, g in canaries["rankings"].items() if name not in trust.NOT_CHOSEN}
     assert canaries["chosen"] == max(graded, key=graded.get)
     # measured here: chosen ranking 0.94 on canaries, 0.96 on the injected swaps; random 0.51
     assert canaries["rankings"][canaries["chosen"]]["auroc"] >= canaries["rankings"]["random"]["auroc"] + 0.2
@@ -124,6 +124,12 @@ def test_learned_from_canaries_uses_only_the_inputs_canaries_share_with_real_noi
     assert set(trust.learned_weights(frame, labels)) == {"csl", "nbr_image"} <= set(trust.CANARY_FEATURES)
     assert trust.grade_scores(trust.cross_fitted_scores(frame, labels, seed=0), labels, seed=0)["auroc"] < 0.7
     assert trust.learned_weights(frame, labels, trust.FEATURES)["align_f"] > 1
+
+
+def test_auto_never_chooses_clipmem_however_well_the_canaries_grade_it():
+    grades = {name: {"auroc": auroc, "auroc_ci": [auroc - 0.05, auroc + 0.05]}
+              for name, auroc in (("clipmem", 0.95), ("csl", 0.80), ("combined-neighbour", 0.85), ("random", 0.5))}
+    assert trust.best_ranking(grades) == "combined-neighbour"
 
 
 def test_auto_picks_the_best_graded_ranking_and_says_when_it_cannot_grade():
