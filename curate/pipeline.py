@@ -30,9 +30,10 @@ from curate.neighbours import held_out_neighbour_scores
 from curate.protocols import PROTOCOLS, kfold_plan, paper_plan
 from curate.rankings import AUTO, DEFAULT_RANKING, inputs_used, resolve_ranking
 
-# Not auto: on the leave-one-kind-out table of bench/detection.py (README) the learned ranking, which auto chose
-# in every cell, was graded 0.86-0.92 on held-out canaries but found the real noise worse than this fixed ranking
-# in all 9 cells (mean AUROC 0.734 against 0.834): the canaries differ from the noise in ways it learns.
+# Not auto: on the leave-one-kind-out table of bench/detection.py (docs/detection_loko.md) auto, which chose the
+# learned ranking in every cell, found the real noise at mean AUROC 0.824 against this fixed ranking's 0.834, at or
+# above it in 3 of 9 cells only (0.734 before the learned ranking was kept to the inputs canaries share with real
+# noise, trust.CANARY_FEATURES).
 DEFAULT_METHOD = DEFAULT_RANKING
 from curate.reference_models import load_reference_models, train_reference_models
 from curate.decisions import WRONG_CAPTION, read_decisions

@@ -31,6 +31,8 @@ DEFAULT_RANKING = "combined-neighbour"
 def minmax(values: pd.Series) -> pd.Series:
     """CLIPMem as the paper plots it: min-max normalized over the scored set, in [0, 1]."""
     low, high = values.min(), values.max()
+    if values.isna().all():  # a score these pairs do not have (no model trained on them) stays missing, not 0
+        return pd.Series(np.full(len(values), np.nan), index=values.index)
     if not np.isfinite(low) or high == low:
         return pd.Series(np.zeros(len(values)), index=values.index)
     return (values - low) / (high - low)
