@@ -145,3 +145,22 @@ def test_the_curve_trend_finds_a_steady_fall_and_not_noise():
                                    [row["linear_probe_acc"] for row in rows if row["ranking"] in ("none", "falls")])[0]
     assert found["falls"].rho == pytest.approx(expected_rho)
     assert "| falls | linear_probe_acc | -0." in trend_table(rows, ["linear_probe_acc"], {})
+
+
+def test_an_interval_excludes_zero_exactly_where_the_outcome_is_a_gain_or_a_loss():
+    # Bonferroni intervals crossed zero beside a Holm rejection ("loss", interval -0.12 to +0.005) in a real run
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(60):
+        rows = []
+        for seed in range(5):
+            base = 0.5 + rng.normal(0, 0.02)
+            rows.append({"strategy": "baseline", "seed": seed, "linear_probe_acc": base})
+            for k, shift in enumerate((-0.02, -0.01, 0.0, 0.015)):
+                rows.append({"strategy": f"s{k}", "seed": seed, "linear_probe_acc": base + shift + rng.normal(0, 0.012)})
+        for (strategy, metric), c in compare_all(rows).items():
+            if metric != "linear_probe_acc" or c.outcome == "no change":
+                continue
+            checked += 1
+            assert (c.outcome in ("gain", "loss")) == (c.low > 0 or c.high < 0), (strategy, c)
+    assert checked > 100

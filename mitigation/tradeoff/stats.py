@@ -10,8 +10,10 @@ matters (EFFECTS; memorization relative to the baseline's mean):
   of strategies compared (gain = the metric's good direction: lower memorization, higher utility);
 - inconclusive: anything else, an underpowered null among them: never read as "no effect".
 
-Intervals are at level 1 - ALPHA / (strategies compared) (Bonferroni: Holm's step-down has no intervals of
-its own, and these cover all strategies at once). The minimum detectable effect says what the seeds used
+Each interval is at the level Holm's step-down tested its comparison at: 1 - ALPHA / (m - r) for the r-th
+smallest p of m where the procedure rejected it, and the level of the step where it stopped for the rest.
+So an interval excludes zero exactly where the outcome is gain or loss (a Bonferroni interval, 1 - ALPHA /
+m for all, could cross zero beside a Holm rejection and contradict the outcome next to it). The minimum detectable effect says what the seeds used
 could have found: the true paired difference a two-sided paired t-test at ALPHA finds with power POWER.
 
 Example:
@@ -87,7 +89,7 @@ class Comparison:
     n: int                   # seeds with both runs
     mean: float              # mean paired difference, strategy minus baseline
     sd: float | None         # standard deviation of the paired differences (None with one seed)
-    low: float | None        # interval at level 1 - ALPHA / strategies compared (None with one seed)
+    low: float | None        # interval at the level Holm tested it at (None with one seed)
     high: float | None
     p: float | None          # paired t-test, uncorrected
     effect: float            # the smallest difference that matters, in the metric's own units
@@ -121,7 +123,8 @@ def paired_differences(rows: list, strategy: str, metric: str) -> tuple:
 
 def compare(rows: list, strategy: str, metric: str, effects: dict | None = None, compared: int = 1,
             alpha: float = ALPHA) -> Comparison | None:
-    """The paired comparison of one strategy and metric, uncorrected (compare_all corrects and decides)."""
+    """The paired comparison of one strategy and metric, uncorrected, its interval at level 1 - alpha /
+    compared (compare_all corrects, sets each interval to its Holm step and decides)."""
     from scipy import stats
 
     diffs, against = paired_differences(rows, strategy, metric)
@@ -136,9 +139,20 @@ def compare(rows: list, strategy: str, metric: str, effects: dict | None = None,
     sd = float(values.std(ddof=1))
     if sd == 0:  # every seed moved by the same amount: the t statistic is infinite (or 0/0)
         return Comparison(strategy, metric, n, mean, sd, mean, mean, 0.0 if mean else 1.0, effect)
-    half = float(stats.t.ppf(1 - alpha / compared / 2, n - 1)) * sd / math.sqrt(n)
     p = float(stats.ttest_1samp(values, 0.0).pvalue)
-    return Comparison(strategy, metric, n, mean, sd, mean - half, mean + half, p, effect)
+    c = Comparison(strategy, metric, n, mean, sd, None, None, p, effect)
+    return with_interval(c, alpha / compared)
+
+
+def with_interval(c: Comparison, level_alpha: float) -> Comparison:
+    """c with its t interval at level 1 - level_alpha (unchanged without a spread)."""
+    from scipy import stats
+
+    if not c.sd:
+        return c
+    half = float(stats.t.ppf(1 - level_alpha / 2, c.n - 1)) * c.sd / math.sqrt(c.n)
+    c.low, c.high = c.mean - half, c.mean + half
+    return c
 
 
 def holm(p_values: list) -> list:
@@ -153,6 +167,26 @@ def holm(p_values: list) -> list:
         running = max(running, min(1.0, (len(known) - rank) * p))
         adjusted[i] = running
     return adjusted
+
+
+def holm_step_alphas(p_values: list, alpha: float = ALPHA) -> list:
+    """Per p-value, the level Holm's step-down tests it at: alpha / (m - r) at its rank r among the m known
+    p-values while every smaller one was rejected, else the level of the step where the procedure stopped
+    (same order as given; None stays None).
+
+    >>> [round(a, 4) for a in holm_step_alphas([0.001, 0.04, 0.03])]
+    [0.0167, 0.025, 0.025]
+    >>> [round(a, 4) for a in holm_step_alphas([0.001, 0.011, 0.02])]
+    [0.0167, 0.025, 0.05]
+    """
+    known = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    levels, stopped_at = list(p_values), None
+    for rank, (p, i) in enumerate(known):
+        step = alpha / (len(known) - rank)
+        if stopped_at is None and p >= step:
+            stopped_at = step
+        levels[i] = stopped_at if stopped_at is not None else step
+    return levels
 
 
 def outcome(c: Comparison, alpha: float = ALPHA) -> str:
@@ -174,8 +208,11 @@ def compare_all(rows: list, effects: dict | None = None, alpha: float = ALPHA) -
     found = {}
     for metric in PAIRED:
         per_metric = [c for c in (compare(rows, s, metric, effects, len(strategies), alpha) for s in strategies) if c]
-        for c, adjusted in zip(per_metric, holm([c.p for c in per_metric])):
+        p_values = [c.p for c in per_metric]
+        for c, adjusted, level in zip(per_metric, holm(p_values), holm_step_alphas(p_values, alpha)):
             c.p_holm = adjusted
+            if level is not None:
+                with_interval(c, level)
             c.outcome = outcome(c, alpha)
             found[c.strategy, metric] = c
     return found
