@@ -23,9 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (default: DATA.clipmem next to the data)")
     parser.add_argument("--method", default=DEFAULT_METHOD, choices=[AUTO] + list(RANKINGS) + list(ALIASES),
                         help="ranking that decides what is flagged; every score is computed and reported anyway. "
-                             "auto: the ranking the canaries grade best on this data, the learned one included; "
-                             "learned: a logistic regression over every per-pair score, fitted on the canaries "
-                             f"(cross-fitted) ('default' is an alias of {DEFAULT_RANKING})")
+                             "auto: the default, unless another ranking (the learned one included) finds every canary "
+                             "kind better on this data, the learned one graded on kinds it was not fitted on; "
+                             "learned: a logistic regression over the default's inputs, fitted on the canaries "
+                             f"(cross-fitted; over every score when fitted on --labels reviews) ('default' is an alias of "
+                             f"{DEFAULT_RANKING})")
     parser.add_argument("--canaries", type=float, default=DEFAULT_FRACTION, metavar="FRAC",
                         help="plant this fraction of known mismatched pairs (kinds: " + ", ".join(CANARY_KINDS) +
                              "), trained on like every pair and kept out of every output, to grade every ranking "

@@ -73,6 +73,9 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
         frame["rank_learned"] = learned
     unreviewed = reviewed.eq("").to_numpy()
     grades = trust.grade_rankings(frame[unreviewed], labels[unreviewed], kinds[unreviewed], seed) if graded else {}
+    if "learned" in grades and not from_reviews:  # from reviews, every canary kind is unseen already
+        grades["learned"]["auroc_unseen_kind"] = trust.transfer_by_kind(
+            frame[unreviewed], labels[unreviewed], kinds[unreviewed], seed)
     chosen = _choose(method, grades, frame)
     user = frame[~labels].copy()
     if decisions is not None:
@@ -85,6 +88,8 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
     summary = {"count": count, "by_kind": kinds[labels].value_counts().sort_index().to_dict(),
                "method_requested": method, "chosen": chosen, "graded": graded, "rankings": grades,
                "warnings": warnings}
+    if method == AUTO and grades:
+        summary["auto_reason"] = trust.auto_reason(grades, chosen, DEFAULT_RANKING)
     if "rank_learned" in frame:
         summary["learned_weights"] = trust.learned_weights(frame[fit], mismatched[fit], features)
         summary["learned_from"] = "reviews" if from_reviews else "canaries" + (" and reviews" if wrong.any() else "")
@@ -99,7 +104,7 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
 
 
 def _choose(method: str, grades: dict, frame: pd.DataFrame) -> str:
-    """`auto`: the best-graded ranking (the default without grades); a ranking the table cannot compute falls
-    back to the default (learned with too few canaries)."""
-    chosen = (trust.best_ranking(grades) or DEFAULT_RANKING) if method == AUTO else method
+    """`auto`: the default unless a ranking finds every canary kind better (trust.best_ranking); a ranking the table
+    cannot compute falls back to the default (learned with too few canaries)."""
+    chosen = (trust.best_ranking(grades, DEFAULT_RANKING) or DEFAULT_RANKING) if method == AUTO else method
     return chosen if f"rank_{chosen}" in frame else DEFAULT_RANKING

@@ -113,6 +113,8 @@ def _canary_lines(canaries: dict | None) -> list:
         lines.append(("estimated precision of the flags", "n/a" if precision is None else
                       f"{precision:.2f} (noise rate estimated at {canaries['noise_rate_estimate']:.1%}); optimistic: "
                       "on the detection bench it ran 0.2-0.7 above the true precision, read it as an upper bound"))
+        if canaries.get("auto_reason"):
+            lines.append(("why auto chose it", canaries["auto_reason"]))
         others = sorted(((g["auroc"], name) for name, g in canaries["rankings"].items()), reverse=True)
         lines.append(("canary AUROC of every ranking", ", ".join(f"{name} {auroc:.3f}" for auroc, name in others)))
     lines += [("warning", text) for text in canaries["warnings"]]

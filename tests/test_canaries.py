@@ -57,9 +57,12 @@ def test_planted_pairs_are_trained_on_and_scored_like_pairs(canary_run):
 def test_canaries_are_found_and_the_estimate_tracks_the_truth(canary_run):
     _, _, result = canary_run
     canaries = result.summary["canaries"]
-    # auto took the best-graded ranking, learned included
-    graded = {name: g["auroc"] for name, g in canaries["rankings"].items() if name not in trust.NOT_CHOSEN}
-    assert canaries["chosen"] == max(graded, key=graded.get)
+    # auto kept the default unless a ranking found every canary kind better; learned graded on kinds it never saw
+    rankings, chosen = canaries["rankings"], canaries["chosen"]
+    assert set(rankings["learned"]["auroc_unseen_kind"]) == set(CANARY_KINDS)
+    assert chosen == "combined-neighbour" or trust.beats_on_every_kind(rankings[chosen], rankings["combined-neighbour"])
+    assert canaries["auto_reason"].startswith(("kept combined-neighbour", f"{chosen} found every canary kind"))
+    assert all(kind in canaries["auto_reason"] for kind in CANARY_KINDS)
     # measured here: chosen ranking 0.94 on canaries, 0.96 on the injected swaps; random 0.51
     assert canaries["rankings"][canaries["chosen"]]["auroc"] >= canaries["rankings"]["random"]["auroc"] + 0.2
     true = result.summary["detection"][canaries["chosen"]]["auroc"]
@@ -130,6 +133,48 @@ def test_auto_never_chooses_clipmem_however_well_the_canaries_grade_it():
     grades = {name: {"auroc": auroc, "auroc_ci": [auroc - 0.05, auroc + 0.05]}
               for name, auroc in (("clipmem", 0.95), ("csl", 0.80), ("combined-neighbour", 0.85), ("random", 0.5))}
     assert trust.best_ranking(grades) == "combined-neighbour"
+
+
+def grade(overall: float, by_kind: dict, unseen: dict | None = None) -> dict:
+    found = {"auroc": overall, "auroc_ci": [overall - 0.05, overall + 0.05], "auroc_by_kind": by_kind}
+    return {**found, "auroc_unseen_kind": unseen} if unseen is not None else found
+
+
+def test_auto_keeps_the_default_unless_a_ranking_finds_every_kind_better():
+    default = grade(0.80, {"generic": 0.70, "random-caption": 0.90})
+    # better overall, worse on one kind: the user's noise may be like that kind
+    lopsided = {"combined-neighbour": default, "csl": grade(0.85, {"generic": 0.95, "random-caption": 0.85})}
+    assert trust.best_ranking(lopsided, "combined-neighbour") == "combined-neighbour"
+    better = {**lopsided, "clipscore": grade(0.82, {"generic": 0.72, "random-caption": 0.91})}
+    assert trust.best_ranking(better, "combined-neighbour") == "clipscore"
+    # learned: judged on the kinds it was not fitted on, however well it grades on those it was
+    fitted_well = {"combined-neighbour": default,
+                   "learned": grade(0.95, {"generic": 0.95, "random-caption": 0.95}, {"generic": 0.6, "random-caption": 0.95})}
+    assert trust.best_ranking(fitted_well, "combined-neighbour") == "combined-neighbour"
+    fitted_well["learned"]["auroc_unseen_kind"]["generic"] = 0.75
+    assert trust.best_ranking(fitted_well, "combined-neighbour") == "learned"
+    # without a graded default: the best-graded ranking, as before
+    assert trust.best_ranking({"csl": grade(0.7, {}), "clipscore": grade(0.8, {})}, "combined-neighbour") == "clipscore"
+
+
+def test_a_kind_the_learned_model_never_saw_is_graded_as_unseen():
+    """Canaries of one kind stand out by a feature no other kind shares: fitted on every kind the learned
+    ranking finds them, fitted on the others it cannot."""
+    rng = np.random.default_rng(3)
+    users, per_kind = 600, 40
+    frame = pd.DataFrame({name: rng.normal(size=users + 2 * per_kind) for name in ("csl", "nbr_image")})
+    labels = np.r_[np.zeros(users, dtype=bool), np.ones(2 * per_kind, dtype=bool)]
+    kinds = pd.Series([""] * users + ["generic"] * per_kind + ["random-caption"] * per_kind)
+    frame.loc[kinds.eq("generic").to_numpy(), "csl"] += 3.0
+    frame.loc[kinds.eq("random-caption").to_numpy(), "nbr_image"] += 3.0
+    unseen = trust.transfer_by_kind(frame, labels, kinds, seed=0)
+    seen = trust.cross_fitted_scores(frame, labels, seed=0)
+    for kind in ("generic", "random-caption"):
+        rows = ~labels | kinds.eq(kind).to_numpy()
+        # measured: 0.82-0.86 seen, 0.49-0.58 unseen over four draws
+        assert trust.grade_scores(seen[rows], labels[rows], seed=0)["auroc"] > 0.75
+        assert unseen[kind] < 0.68
+    assert trust.transfer_by_kind(frame, labels, pd.Series([""] * users + ["generic"] * 2 * per_kind), seed=0) == {}
 
 
 def test_auto_picks_the_best_graded_ranking_and_says_when_it_cannot_grade():
