@@ -47,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threshold", type=float, help="flag rows whose score (ranking scaled to 0-1) is at least this")
     group.add_argument("--precision", type=float, metavar="P",
                        help="flag as many pairs as keep the canary-estimated precision at least P (instead of "
-                            "--top-frac); the estimate is optimistic (0.2-0.7 above the truth on the detection "
-                            "bench), so this flags fewer pairs than a true precision of P would")
+                            "--top-frac); the estimate is rough and mostly low (0.36 below to 0.19 above the truth "
+                            "on the detection bench), so this tends to flag fewer pairs than a true precision of P "
+                            "would allow")
     parser.add_argument("--reuse", action="store_true", help="score again with the models a previous run saved")
     parser.add_argument("--labels", metavar="DECISIONS_CSV",
                         help="with --reuse: decisions.csv exported from report.html; the learned ranking also learns "

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from curate import trust
-from curate.decisions import WRONG_CAPTION
+from curate.decisions import FINE, WRONG_CAPTION
 from curate.rankings import AUTO, DEFAULT_RANKING, minmax
 from dataio.errors import UsageError
 
@@ -39,9 +39,9 @@ class Assessment:
 
     def flagged_precision(self, flagged: np.ndarray) -> float | None:
         """Estimated precision of a flagged set (a mask over the user's rows)."""
-        if self.posterior is None or not flagged.any():
+        if self.posterior is None or not flagged.any() or not np.isfinite(self.posterior[flagged]).any():
             return None
-        return round(float(self.posterior[flagged].mean()), 4)
+        return round(float(np.nanmean(self.posterior[flagged])), 4)
 
 
 def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
@@ -96,9 +96,13 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
     planted = frame[labels].assign(canary_kind=kinds[labels].to_numpy())
     if not graded:
         return Assessment(user, chosen, summary, None, planted)
-    posterior = trust.mismatch_posterior(frame["rank_learned"].to_numpy(), mismatched, labels)
+    chosen_scores = frame[f"rank_{chosen}"].to_numpy(dtype=float)
+    share = trust.noise_share(chosen_scores[~labels & unreviewed], chosen_scores[labels])
+    posterior = trust.mismatch_posterior(chosen_scores[~labels], chosen_scores[labels], share)
+    decided = reviewed[~labels].to_numpy()
+    posterior = np.where(decided == WRONG_CAPTION, 1.0, np.where(decided == FINE, 0.0, posterior))
     user["mismatch_estimate"] = posterior
-    summary["noise_rate_estimate"] = round(float(np.mean(posterior)), 4)
+    summary["noise_rate_estimate"] = round(share, 4) if np.isfinite(share) else None
     flag_count = trust.count_for_precision(user["score"].to_numpy(), posterior, precision) if precision else None
     return Assessment(user, chosen, summary, flag_count, planted, posterior)
 

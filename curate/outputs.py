@@ -96,6 +96,10 @@ def _summary_lines(s: dict) -> list:
     return lines
 
 
+# Measured by bench/detection.py (docs/flagging.md): how far the canary-based precision estimate can be trusted.
+PRECISION_CAVEAT = "rough and mostly low: on the detection bench it ran 0.36 below to 0.19 above the true precision"
+
+
 def _canary_lines(canaries: dict | None) -> list:
     """How far the flags can be trusted: the chosen ranking's grade on the canaries, the estimated precision of the
     flagged set, the other rankings' grades, and every warning."""
@@ -110,9 +114,10 @@ def _canary_lines(canaries: dict | None) -> list:
                       f"{chosen}: AUROC {grade['auroc']:.3f} [{grade['auroc_ci'][0]:.3f}, {grade['auroc_ci'][1]:.3f}], "
                       f"AP {grade['ap']:.3f} [{grade['ap_ci'][0]:.3f}, {grade['ap_ci'][1]:.3f}]"))
         precision = canaries.get("flagged_precision_estimate")
+        rate = canaries.get("noise_rate_estimate")
         lines.append(("estimated precision of the flags", "n/a" if precision is None else
-                      f"{precision:.2f} (noise rate estimated at {canaries['noise_rate_estimate']:.1%}); optimistic: "
-                      "on the detection bench it ran 0.2-0.7 above the true precision, read it as an upper bound"))
+                      f"{precision:.2f} (noise rate estimated at " + ("n/a" if rate is None else f"{rate:.1%}") +
+                      f"); {PRECISION_CAVEAT}"))
         if canaries.get("auto_reason"):
             lines.append(("why auto chose it", canaries["auto_reason"]))
         others = sorted(((g["auroc"], name) for name, g in canaries["rankings"].items()), reverse=True)
