@@ -103,6 +103,8 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
     posterior = np.where(decided == WRONG_CAPTION, 1.0, np.where(decided == FINE, 0.0, posterior))
     user["mismatch_estimate"] = posterior
     summary["noise_rate_estimate"] = round(share, 4) if np.isfinite(share) else None
+    for grade in grades.values():
+        grade["auroc_against_clean"] = trust.against_clean(grade["auroc"], share)
     flag_count = trust.count_for_precision(user["score"].to_numpy(), posterior, precision) if precision else None
     return Assessment(user, chosen, summary, flag_count, planted, posterior)
 

@@ -112,7 +112,9 @@ def _canary_lines(canaries: dict | None) -> list:
         chosen = canaries["chosen"] + (" (auto)" if canaries["method_requested"] == "auto" else "")
         lines.append(("estimated detection (canaries)",
                       f"{chosen}: AUROC {grade['auroc']:.3f} [{grade['auroc_ci'][0]:.3f}, {grade['auroc_ci'][1]:.3f}], "
-                      f"AP {grade['ap']:.3f} [{grade['ap_ci'][0]:.3f}, {grade['ap_ci'][1]:.3f}]"))
+                      f"AP {grade['ap']:.3f} [{grade['ap_ci'][0]:.3f}, {grade['ap_ci'][1]:.3f}]" +
+                      (f"; {grade['auroc_against_clean']:.3f} against the pairs estimated clean"
+                       if grade.get("auroc_against_clean") is not None else "")))
         precision = canaries.get("flagged_precision_estimate")
         rate = canaries.get("noise_rate_estimate")
         lines.append(("estimated precision of the flags", "n/a" if precision is None else

@@ -120,6 +120,19 @@ def noise_share(user_scores, canary_scores, min_above: int = MIN_ABOVE) -> float
     return float(min(1.0, np.min((users_above / len(users)) / (canaries_above / len(canaries)))))
 
 
+def against_clean(auroc: float, share: float) -> float | None:
+    """A canary AUROC against the user's pairs, turned into one against their clean pairs: the user's pairs hold
+    a share of mismatched ones, which a canary outranks half the time if canaries rank like them, so
+    AUROC = (1 - share) x AUROC_clean + share / 2. None without a share.
+
+    >>> against_clean(0.78, 0.1)
+    0.8111
+    """
+    if not np.isfinite(share) or not np.isfinite(auroc) or share >= 1:
+        return None
+    return round(float((auroc - share / 2) / (1 - share)), 4)
+
+
 def mismatch_posterior(user_scores, canary_scores, share: float) -> np.ndarray:
     """Each user pair's estimated chance of being mismatched given its score: share x (the canaries' density
     over the user pairs' density at that score), the density ratio from an isotonic fit of canary against user

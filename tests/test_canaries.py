@@ -67,6 +67,10 @@ def test_canaries_are_found_and_the_estimate_tracks_the_truth(canary_run):
     assert canaries["rankings"][canaries["chosen"]]["auroc"] >= canaries["rankings"]["random"]["auroc"] + 0.2
     true = result.summary["detection"][canaries["chosen"]]["auroc"]
     assert abs(canaries["rankings"][canaries["chosen"]]["auroc"] - true) < 0.15
+    # with the estimated noise among the user's pairs taken out, the estimate rises towards the truth
+    grade = canaries["rankings"][canaries["chosen"]]
+    assert 0 < canaries["noise_rate_estimate"] < 0.5
+    assert grade["auroc"] < grade["auroc_against_clean"] and abs(grade["auroc_against_clean"] - true) < 0.15
     assert 0 < canaries["flagged_precision_estimate"] <= 1
     assert result.scores["mismatch_estimate"].between(0, 1).all()
 
