@@ -14,7 +14,6 @@ Writes WORK/review.md and WORK/review.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
