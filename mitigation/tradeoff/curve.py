@@ -181,6 +181,6 @@ def plot_curve(rows: list, path: Path) -> Path:
         axis.grid(alpha=0.3)
     figure.suptitle("removal curve (star: each ranking's best point)", fontsize=10)
     figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
     plt.close(figure)
     return path

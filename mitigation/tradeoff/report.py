@@ -193,14 +193,14 @@ def plot(rows: list, path: Path, utility: str = PLOT_UTILITY) -> Path:
     ordered = summary.loc[sorted(front, key=lambda n: summary.loc[n, x])]
     axis.plot(ordered[x], ordered[f"{utility}_mean"], "--", color="#d0452f", linewidth=1,
               label="Pareto front")
-    measured = ("mean CLIPMem (raw) minus the same-seed baseline's on the same candidates"
+    measured = ("Δ mean CLIPMem (raw) against the same-seed baseline, same candidates"
                 if x == "memorization_change_mean" else "mean CLIPMem (raw) on the candidate set")
     axis.set_xlabel(f"memorization: {measured}  (lower is better)")
     axis.set_ylabel(f"utility: {HEADERS[utility]} on the evaluation split (higher is better)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, handlelength=1)
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
     plt.close(figure)
     return path
 
