@@ -106,6 +106,9 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
     for grade in grades.values():
         grade["auroc_against_clean"] = trust.against_clean(grade["auroc"], share)
     flag_count = trust.count_for_precision(user["score"].to_numpy(), posterior, precision) if precision else None
+    if flag_count == 0:
+        summary["warnings"].append(f"--precision {precision}: no set of flags is estimated that precise (the "
+                                   "estimate leans low); nothing flagged: ask for less or use --top-frac")
     return Assessment(user, chosen, summary, flag_count, planted, posterior)
 
 

@@ -84,7 +84,10 @@ def test_reuse_reranks_with_the_learned_ranking_and_precision_flags_fewer_for_mo
     assert not loose.scores["key"].str.startswith(PREFIX).any()
     by_ranking = [int((run.scores["flagged"] & (run.scores["lint"] == "")).sum()) for run in (loose, strict)]
     assert by_ranking[0] > by_ranking[1]
-    assert strict.summary["canaries"]["flagged_precision_estimate"] >= 0.8
+    # the estimate leans low, so a high target may flag nothing; what it flags is estimated at the target or above
+    strict_estimate = strict.summary["canaries"]["flagged_precision_estimate"]
+    assert (by_ranking[1] == 0 and strict_estimate is None) or strict_estimate >= 0.8
+    assert loose.summary["canaries"]["flagged_precision_estimate"] >= 0.3
 
 
 def test_cross_fitting_never_scores_a_row_with_a_model_that_saw_it():

@@ -184,7 +184,8 @@ def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | No
             on_epoch_end(epoch, {"mean_loss": float(seen.mean()), "steps": len(step_losses)})
 
     seconds = time.perf_counter() - started
-    final = distributed.unwrap(model).eval()
+    # Back in the default layout: scores from this model must equal those from the same model read back from disk.
+    final = distributed.unwrap(model).eval().to(memory_format=torch.contiguous_format)
     final.output_dict = False  # open_clip's default, as for a model read back with load_model
     result = TrainResult(model=final, tokenizer=tokenizer, config=config, keys=keys, loss_history=loss_history,
                          step_losses=step_losses, step_seconds=step_seconds, seconds=seconds,
