@@ -266,11 +266,14 @@ def transfer_by_kind(frame: pd.DataFrame, labels: np.ndarray, kinds: pd.Series, 
     return found
 
 
+def kind_grades(grade: dict) -> dict:
+    """A ranking's AUROC per canary kind, the learned ranking's on kinds it was not fitted on where it has them."""
+    return grade.get("auroc_unseen_kind") or grade.get("auroc_by_kind") or {}
+
+
 def beats_on_every_kind(grade: dict, default: dict) -> bool:
-    """Whether a ranking finds every canary kind better than the default does; the learned ranking is judged by
-    its grades on kinds it was not fitted on (`auroc_unseen_kind`)."""
-    own = grade.get("auroc_unseen_kind") or grade.get("auroc_by_kind") or {}
-    theirs = default.get("auroc_by_kind") or {}
+    """Whether a ranking finds every canary kind better than the default does (kind_grades)."""
+    own, theirs = kind_grades(grade), kind_grades(default)
     shared = set(own) & set(theirs)
     return bool(shared) and all(own[kind] > theirs[kind] for kind in shared)
 
@@ -297,10 +300,8 @@ def auto_reason(grades: dict, chosen: str, default: str) -> str:
     """One line on why auto chose what it chose, per canary kind (the learned ranking's on kinds it never saw)."""
     if default not in grades:
         return f"{chosen}: the best canary AUROC (the default, {default}, could not be graded)"
-    versus = chosen if chosen != default else "learned"
-    own = grades.get(versus, {})
-    own = own.get("auroc_unseen_kind") or own.get("auroc_by_kind") or {}
-    theirs = grades[default].get("auroc_by_kind") or {}
+    own = kind_grades(grades.get(chosen if chosen != default else "learned", {}))
+    theirs = kind_grades(grades[default])
     kinds = ", ".join(f"{kind} {own[kind]:.3f} vs {theirs[kind]:.3f}" for kind in sorted(set(own) & set(theirs)))
     if chosen != default:
         return f"{chosen} found every canary kind better than {default} ({kinds})"

@@ -196,22 +196,24 @@ def train_clip(data, keys: Sequence[str] | None = None, config: TrainConfig | No
     return result
 
 
+def spatial_convs(model: torch.nn.Module) -> list:
+    """The model's convolutions that slide over the image (not 1x1, not a ViT's patch embedding)."""
+    return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != m.stride]
+
+
 def conv_layout(model: torch.nn.Module) -> torch.nn.Module:
     """The model in channels-last memory where its image tower has convolutions: a ResNet tower's training step
     runs about 1.2x faster on CPU that way (clipmem-tiny, batch 128, 64 px), with the same arithmetic; a ViT
     tower is left as it is."""
-    if any(isinstance(m, torch.nn.Conv2d) and m.kernel_size != m.stride for m in model.modules()):
-        return model.to(memory_format=torch.channels_last)
-    return model
+    return model.to(memory_format=torch.channels_last) if spatial_convs(model) else model
 
 
 def layout_of(model: torch.nn.Module) -> torch.memory_format:
-    """The memory format the model's convolution weights are in (conv_layout), for its input batches."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d) and m.weight.dim() == 4:
-            if m.weight.is_contiguous(memory_format=torch.channels_last) and not m.weight.is_contiguous():
-                return torch.channels_last
-            return torch.contiguous_format
+    """The memory format the model's convolution weights are in (conv_layout), for its input batches. Judged on
+    a spatial convolution: a 1x1 kernel's weight is contiguous in both formats."""
+    convs = spatial_convs(model)
+    if convs and not convs[0].weight.is_contiguous() and convs[0].weight.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
     return torch.contiguous_format
 
 

@@ -155,8 +155,8 @@ def markdown(rows: list, settings: dict, sizes: dict, effects: dict | None = Non
         "## Against the baseline of the same seed",
         "",
         "Δ: strategy minus baseline, mean over seeds, with its interval (t distribution over seeds, at the level "
-        "Holm's step-down tested it at: 1 - alpha / (strategies left at that step); alpha " + level + "). Outcome: no change where the interval lies inside "
-        "± the smallest effect that matters; gain or loss where the paired t-test, Holm-corrected for the number "
+        "Holm's step-down tested it at: 1 - alpha / (strategies left at that step); alpha " + level + "). "
+        "Outcome: no change where the interval lies inside ± the smallest effect that matters; gain or loss where the paired t-test, Holm-corrected for the number "
         "of strategies, rejects no difference at alpha; inconclusive otherwise (never read as "
         "no effect). Minimum detectable effect: the true difference these seeds find with power 0.8, from the "
         "spread of the paired differences.",
