@@ -46,9 +46,8 @@ def build_scores_table(table, scored: list, measures: pd.DataFrame, csl: np.ndar
     for field in ("category", "injected", "noise", "original_caption"):
         values = [table.meta[r].get(field) for r in rows]
         if any(v is not None for v in values):
-            frame[field] = values
-    if "injected" in frame:
-        frame["injected"] = frame["injected"].fillna(False).astype(bool)
+            # a pair the noise left alone may have no `injected` field: it was not injected
+            frame[field] = [bool(v) for v in values] if field == "injected" else values
     add_rankings(frame)
     frame["score"] = minmax(frame[f"rank_{method}"])
     return frame

@@ -11,20 +11,15 @@ import curate
 from dataio.reader import open_dataset
 from dataio.writer import Keep, write_dataset
 
-SCRIPT = "<script>alert(1)</script>"
-FAST = {"epochs": 12, "batch_size": 64, "lr": 1e-3, "progress": False}
+from conftest import ATTACK_CAPTION as SCRIPT
 
 
 @pytest.fixture(scope="module")
-def flagged_run(make_synthetic, tmp_path_factory):
-    """One kfold run on synthetic shapes with 10 % swapped captions and one caption that is an HTML attack."""
-    source = open_dataset(make_synthetic(n=480, fmt="webdataset", inject=0.1, seed=11))
-    victim = next(iter(source.samples())).key
-    data = tmp_path_factory.mktemp("flag") / "shapes"
-    write_dataset(source, data, lambda s: Keep(caption=SCRIPT) if s.key == victim else Keep(), progress=False)
-    result = curate.flag(data, folds=3, **FAST)
+def flagged_run(shapes_run):
+    """The shared run (conftest.shapes_run): kfold on synthetic shapes, 10 % swapped, one HTML-attack caption."""
+    data, out, victim, result, _ = shapes_run
     assert result.out == data.with_name("shapes.clipmem")
-    return data, result.out, victim, result
+    return data, out, victim, result
 
 
 def test_kfold_scores_every_key_exactly_once(flagged_run):
