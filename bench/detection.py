@@ -13,6 +13,7 @@ auto are fitted again on the canaries of the OTHER kinds only (the matched kind'
 table), and their true AUROC and the canaries' estimate of it are reported beside the fixed default's.
 
     python bench/detection.py [--subset 2000] [--epochs 8] [--folds 4] [--work /tmp/clipmem-bench-detection]
+    python bench/detection.py --work W --rescore   # finished cells, scored again by their saved models
 
 Writes WORK/detection.json (every figure), WORK/detection.md and WORK/loko.md (the tables the README quotes).
 """
@@ -41,7 +42,8 @@ from demo.build import build_demo, caption_bearing, inject_swaps_into  # noqa: E
 CELLS = [("cross-category", 0.10), ("within-category", 0.10), ("shared-keyword", 0.10), ("boilerplate", 0.10),
          ("unique-swap", 0.08), ("cross-category", 0.05), ("within-category", 0.05), ("cross-category", 0.40),
          ("within-category", 0.40)]
-RANKINGS = ["combined", "combined-neighbour", "neighbour", "clipscore", "csl", "clipmem", "learned", "random"]
+RANKINGS = ["combined", "combined-neighbour", "combined-csls", "neighbour", "clipscore", "csl", "clipmem", "learned",
+            "random"]
 # The canary kind closest to each kind of simulated noise: left out when that noise is the truth.
 CANARY_MATCH = {"cross-category": "random-caption", "within-category": "image-neighbour",
                 "shared-keyword": "text-neighbour", "boilerplate": "generic", "unique-swap": "random-caption"}
@@ -131,6 +133,18 @@ def markdown(results: list) -> str:
     return "\n".join(lines)
 
 
+def rescore_cell(work: Path, cell: dict, seed: int) -> None:
+    """A finished cell scored again with the models its run saved: every figure from today's scores."""
+    data = work / f"{cell['noise']}_{int(cell['rate'] * 100):02d}"
+    flagged = curate.flag(data, work / f"{data.name}.clipmem", reuse=True, seed=seed, top_frac=cell["rate"],
+                          method=OLD_DEFAULT, progress=False)
+    cell.update(figures=cell_figures(flagged.summary, cell["rate"]), detection=flagged.summary["detection"],
+                canary_grades=flagged.summary["canaries"]["rankings"])
+    save_frames(flagged, work / f"{data.name}.frames.parquet")
+    print(f"{data.name} re-scored: " + ", ".join(f"{k} {v['auroc']:.3f}" for k, v in cell["figures"].items()),
+          flush=True)
+
+
 def save_frames(flagged, path: Path) -> None:
     """The cell's user rows and canary rows with every score, so `--regrade` can grade again without training."""
     frames = pd.concat([flagged.scores.assign(canary_kind=""), flagged.canaries], ignore_index=True)
@@ -156,10 +170,10 @@ def leave_one_kind_out(frames: pd.DataFrame, noise: str, rate: float, seed: int)
         spec = pd.DataFrame({"key": planted["key"], "kind": planted["canary_kind"]})
         result = assess(union, spec, "auto", seed)
         true = {name: float(roc_auc_score(truth, result.frame[f"rank_{name}"])) if f"rank_{name}" in result.frame
-                else float("nan") for name in (OLD_DEFAULT, "learned", result.chosen)}
+                else float("nan") for name in (OLD_DEFAULT, "combined-csls", "learned", result.chosen)}
         true["auto"] = true[result.chosen]
         estimate = {name: result.summary["rankings"].get(name, {}).get("auroc", float("nan"))
-                    for name in (OLD_DEFAULT, "learned")}
+                    for name in (OLD_DEFAULT, "combined-csls", "learned")}
         estimate["auto"] = result.summary["rankings"].get(result.chosen, {}).get("auroc", float("nan"))
         flagged_mask = np.zeros(len(result.frame), dtype=bool)
         flagged_mask[np.argsort(-result.frame["score"].to_numpy(), kind="stable")[:int(np.ceil(rate * len(truth)))]] = True
@@ -207,6 +221,9 @@ def main() -> None:
     parser.add_argument("--canaries", type=float, default=0.05, help="canary fraction planted in every cell")
     parser.add_argument("--regrade", action="store_true",
                         help="grade the finished cells again from their saved frames (no training)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the finished cells again with their saved models (no training; new score columns), "
+                             "then grade them again")
     parser.add_argument("--compare-without", action="store_true",
                         help="also run each cell without canaries: what planting them does to real detection")
     args = parser.parse_args()
@@ -216,7 +233,11 @@ def main() -> None:
     wanted = [(n, float(r)) for n, r in (c.split(":") for c in args.cells.split(",") if c)] or CELLS
     results_path = work / "detection.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else []
-    if args.regrade:
+    if args.rescore:
+        for cell in results:
+            rescore_cell(work, cell, args.seed)
+            write_json(results_path, results)
+    if args.regrade or args.rescore:
         for cell in results:
             frames = pd.read_parquet(work / f"{cell['noise']}_{int(cell['rate'] * 100):02d}.frames.parquet")
             cell["loko"] = leave_one_kind_out(frames, cell["noise"], cell["rate"], args.seed)

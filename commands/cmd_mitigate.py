@@ -58,9 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     remove.add_argument("--threshold", type=float, metavar="T",
                         help="remove samples scoring at least T (at most T for --by clipscore)")
     remove.add_argument("--by", default=DEFAULTS.by, choices=list(RANKINGS) + list(ALIASES),
-                        help="ranking, as flag --method names them: combined-neighbour (flag's default), combined, "
-                             "clipmem, clipscore (lowest alignment removed first), csl (cumulative sample loss), "
-                             "neighbour, random; "
+                        help="ranking, as flag --method names them: combined-csls (flag's default), "
+                             "combined-neighbour, combined, clipmem, clipscore (lowest alignment removed first), csl "
+                             "(cumulative sample loss), neighbour, random; "
                              f"'default' is an alias of {DEFAULT_RANKING} (default: {DEFAULT_RANKING})")
     remove.add_argument("--scores", metavar="PATH", help="the flag command's scores table (default: DIR.clipmem/scores.parquet)")
     remove.add_argument("--decisions", metavar="FILE",

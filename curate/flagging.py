@@ -80,6 +80,9 @@ def reasons(frame: pd.DataFrame) -> pd.Series:
         ("low held-out alignment ({:.3f})", frame["clipscore"], (-frame["clipscore"]).rank(pct=True)),
         ("high cumulative training loss ({:.1f})", frame["csl"], frame["csl"].rank(pct=True)),
     ]
+    if "align_csls" in frame:
+        checks.append(("image and caption each closer to other pairs (corrected alignment {:.2f})", frame["align_csls"],
+                       (-frame["align_csls"]).rank(pct=True)))
     texts = []
     for i in range(len(frame)):
         found = [label.format(values.iloc[i]) for label, values, pct in checks if pct.iloc[i] >= REASON_PERCENTILE]

@@ -7,6 +7,10 @@ distance is weighted by how close that neighbour is (exp(-distance / temperature
 says little. Neighbours are searched among the pairs that the same model held out (one kfold fold, or the
 paper protocol's candidates), by blocked matrix products: memory stays at a block of rows times the pool.
 
+The same held-out pool also corrects the pair's own alignment for hubness (CSLS, Conneau et al., ICLR 2018): a
+caption near every image ("logo", a word that suits any drawing) aligns with whatever image it is given, so the
+pair's cosine is measured against how close its image and its caption come to the pool's best partners.
+
 Example (two clusters of three pairs; the last pair's caption belongs to the other cluster):
     >>> import torch
     >>> a, b = [[1.0, 0.0], [1.0, 0.1], [1.0, -0.1]], [[0.0, 1.0], [0.1, 1.0], [-0.1, 1.0]]
@@ -76,6 +80,53 @@ def _side(search: torch.Tensor, compare: torch.Tensor, pool_search: torch.Tensor
     return out
 
 
+def csls_alignment(images: torch.Tensor, captions: torch.Tensor, k: int = DEFAULT_K,
+                   reference: tuple | None = None) -> torch.Tensor:
+    """Hubness-corrected alignment of N normalized pairs: 2 cos(image, caption) - r_image - r_caption, with
+    r_image the mean cosine of the image to its k nearest captions among the other pairs (and `reference`'s),
+    r_caption the caption's to its k nearest images. Lower = the pair fits each other worse than each fits others.
+
+    Example: the first caption also suits the other images (a hub), the second only its own, less closely;
+    the raw cosine ranks the second pair lower, the corrected alignment the first.
+    >>> import torch
+    >>> images = torch.eye(4, 5)
+    >>> captions = torch.nn.functional.normalize(torch.tensor([[1.0, 0.5, 0.5, 0.5, 0.0], [0.0, 1.0, 0.0, 0.0, 1.0],
+    ...                                                        [0.0, 0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0, 0.0]]), dim=-1)
+    >>> [round(v, 2) for v in (images * captions).sum(-1).tolist()]
+    [0.76, 0.71, 1.0, 1.0]
+    >>> [round(v, 2) for v in csls_alignment(images, captions, k=2).tolist()]
+    [1.13, 1.23, 1.81, 1.81]
+    """
+    pool_images, pool_captions = images, captions
+    if reference is not None:
+        pool_images, pool_captions = torch.cat([images, reference[0]]), torch.cat([captions, reference[1]])
+    return csls_alignment_in(images, captions, pool_images, pool_captions, torch.arange(images.shape[0]), k)
+
+
+def csls_alignment_in(images: torch.Tensor, captions: torch.Tensor, pool_images: torch.Tensor,
+                      pool_captions: torch.Tensor, excluded: torch.Tensor, k: int = DEFAULT_K) -> torch.Tensor:
+    """csls_alignment of query pairs against a pool of other pairs; `excluded[i]`: the pool row query i may not
+    take (itself, or the pair a canary borrowed its image from), -1 for none."""
+    k = min(k, pool_images.shape[0] - int(bool((excluded >= 0).any())))
+    if k < 1:
+        return torch.full((images.shape[0],), float("nan"))
+    own = (images * captions).sum(-1)
+    return 2 * own - _nearest_mean(images, pool_captions, excluded, k) - _nearest_mean(captions, pool_images, excluded, k)
+
+
+def _nearest_mean(queries: torch.Tensor, pool: torch.Tensor, excluded: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean cosine of each query to its k nearest pool rows of the other modality."""
+    out = torch.empty(queries.shape[0])
+    for start in range(0, queries.shape[0], BLOCK_ROWS):
+        block = slice(start, start + BLOCK_ROWS)
+        similarity = queries[block] @ pool.T
+        rows = torch.arange(similarity.shape[0])
+        banned = excluded[block]
+        similarity[rows[banned >= 0], banned[banned >= 0]] = -float("inf")
+        out[block] = similarity.topk(k, dim=1).values.mean(1)
+    return out
+
+
 def held_out_rows(plan: Plan, index: int) -> torch.Tensor:
     """Positions in plan.scored of the pairs model `index` held out (a key held out by several: the first)."""
     return torch.tensor([i for i, key in enumerate(plan.scored) if plan.without_model[key][0] == index],
@@ -84,8 +135,9 @@ def held_out_rows(plan: Plan, index: int) -> torch.Tensor:
 
 def held_out_neighbour_scores(per_model: list, plan: Plan, k: int = DEFAULT_K,
                               canary_images: dict | None = None) -> pd.DataFrame:
-    """nbr_image, nbr_text and their sum `neighbour` per scored key, each pair measured by its held-out
-    model among the other pairs that model held out. per_model: curate.memorization.ModelMeasures.
+    """nbr_image, nbr_text, their sum `neighbour` and the hubness-corrected alignment `align_csls` per scored key,
+    each pair measured by its held-out model among the other pairs that model held out.
+    per_model: curate.memorization.ModelMeasures.
 
     canary_images (canary key -> the key whose image it shows): canaries are measured among the user's pairs
     only, never beside the pair that lent them its image (no real mismatched pair has its twin with the right
@@ -94,6 +146,7 @@ def held_out_neighbour_scores(per_model: list, plan: Plan, k: int = DEFAULT_K,
     canary_images = canary_images or {}
     image_side = np.full(len(plan.scored), np.nan)
     text_side = np.full(len(plan.scored), np.nan)
+    csls = np.full(len(plan.scored), np.nan)
     for index, measures in enumerate(per_model):
         rows = held_out_rows(plan, index)
         if not len(rows):
@@ -104,11 +157,14 @@ def held_out_neighbour_scores(per_model: list, plan: Plan, k: int = DEFAULT_K,
         if len(users):
             distances = neighbour_distances(images[users], captions[users], k)
             image_side[users.numpy()], text_side[users.numpy()] = distances[0].numpy(), distances[1].numpy()
+            csls[users.numpy()] = csls_alignment(images[users], captions[users], k).numpy()
         if len(canaries) and len(users):
             position = {plan.scored[r]: i for i, r in enumerate(users.tolist())}
             excluded = torch.tensor([position.get(canary_images[plan.scored[r]], -1) for r in canaries.tolist()])
             distances = neighbour_distances_in(images[canaries], captions[canaries], images[users], captions[users],
                                                excluded, k)
             image_side[canaries.numpy()], text_side[canaries.numpy()] = distances[0].numpy(), distances[1].numpy()
+            csls[canaries.numpy()] = csls_alignment_in(images[canaries], captions[canaries], images[users],
+                                                       captions[users], excluded, k).numpy()
     return pd.DataFrame({"key": plan.scored, "nbr_image": image_side, "nbr_text": text_side,
-                         "neighbour": image_side + text_side})
+                         "neighbour": image_side + text_side, "align_csls": csls})

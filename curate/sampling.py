@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from curate import flagging, memorization
 from curate.lint import is_severe, lint_caption, normalize
-from curate.neighbours import held_out_rows, neighbour_distances
+from curate.neighbours import csls_alignment, held_out_rows, neighbour_distances
 from dataio.atomic import write_parquet, write_text
 from dataio.errors import UsageError
 from dataio.reader import Dataset, Sample, without_duplicates
@@ -117,7 +117,8 @@ def draw_sample(keys: list, size: int, seed: int) -> list:
 
 
 def inference_measures(per_model: list, keys: list, form: str, references: list) -> pd.DataFrame:
-    """Held-out alignment and neighbour distances of pairs no model trained on: each averaged over the models.
+    """Held-out alignment (raw and hubness-corrected) and neighbour distances of pairs no model trained on: each
+    averaged over the models.
 
     per_model: curate.memorization.ModelMeasures of every reference model on `keys`; references: per model,
     (images, captions) embeddings of more pairs it held out, searched for neighbours beside `keys`.
@@ -127,11 +128,13 @@ def inference_measures(per_model: list, keys: list, form: str, references: list)
              for m, reference in zip(per_model, references)]
     image_side = torch.stack([s[0] for s in sides]).mean(0).numpy()
     text_side = torch.stack([s[1] for s in sides]).mean(0).numpy()
+    csls = torch.stack([csls_alignment(m.image_embedding, m.caption_embedding, reference=reference)
+                        for m, reference in zip(per_model, references)]).mean(0).numpy()
     missing = np.full(len(keys), np.nan)
     return pd.DataFrame({
         "key": keys, "group": SCORED_BY_INFERENCE, "align_f": missing, "align_g": alignment,
         "clipmem_raw": missing, "image_mem": missing, "text_mem": missing,
-        "nbr_image": image_side, "nbr_text": text_side, "neighbour": image_side + text_side,
+        "nbr_image": image_side, "nbr_text": text_side, "neighbour": image_side + text_side, "align_csls": csls,
     })
 
 
@@ -213,14 +216,15 @@ def _score_shard(dataset: Dataset, shard: str, keys: list, negative_table, pool:
     return frame.dropna(axis=1, how="all")
 
 
-def inference_features(frame: pd.DataFrame) -> np.ndarray:
-    """What a pair outside the sample has: held-out alignment, neighbour distances, caption statistics."""
+def inference_features(frame: pd.DataFrame, corrected: bool = True) -> np.ndarray:
+    """What a pair outside the sample has: held-out alignment (and its hubness-corrected form, `corrected`),
+    neighbour distances, caption statistics."""
     severe = frame["lint"].map(lambda text: is_severe(text.split("; ")) if text else False)
     return np.column_stack([
         frame["clipscore"], frame["neighbour"], frame["nbr_image"], frame["nbr_text"],
         np.log1p(frame["caption_repeats"]), severe.astype(float),
         frame["caption"].str.split().str.len().fillna(0),
-    ]).astype(float)
+    ] + ([frame["align_csls"]] if corrected else [])).astype(float)
 
 
 def distil_scores(sample: pd.DataFrame, rest: pd.DataFrame, seed: int) -> np.ndarray:
@@ -233,9 +237,10 @@ def distil_scores(sample: pd.DataFrame, rest: pd.DataFrame, seed: int) -> np.nda
     """
     from sklearn.linear_model import Ridge
 
+    corrected = "align_csls" in sample and "align_csls" in rest
     predictor = Ridge(alpha=1.0, random_state=seed)
-    predictor.fit(_percentiles(inference_features(sample)), sample["score"].rank(pct=True).to_numpy())
-    return np.clip(predictor.predict(_percentiles(inference_features(rest))), 0.0, 1.0)
+    predictor.fit(_percentiles(inference_features(sample, corrected)), sample["score"].rank(pct=True).to_numpy())
+    return np.clip(predictor.predict(_percentiles(inference_features(rest, corrected))), 0.0, 1.0)
 
 
 def _percentiles(features: np.ndarray) -> np.ndarray:

@@ -49,7 +49,8 @@ def load_scores(path, data_dir, column: str) -> pd.Series:
     missing = [name for name in ("key", column) if name not in table.columns]
     if missing:
         raise DataError(f"{path}: no column {', '.join(missing)} (has {', '.join(map(str, table.columns))}); "
-                        f"rerun `python cli.py flag --data {data_dir}` or choose another --by")
+                        f"score it again without training (`python cli.py flag --data {data_dir} --reuse`) or choose "
+                        "another --by")
     keys = table["key"].astype(str)
     if keys.duplicated().any():
         raise DataError(f"{path}: key {keys[keys.duplicated()].iloc[0]} appears more than once; rerun flag")

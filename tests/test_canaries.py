@@ -14,6 +14,7 @@ from curate import trust
 from curate.assessment import assess
 from curate.canaries import CANARY_KINDS, PREFIX, plant_canaries, with_canaries
 from curate.protocols import kfold_plan
+from curate.rankings import DEFAULT_RANKING
 from train.data import load_table
 
 FAST = {"folds": 3, "batch_size": 64, "lr": 1e-3, "progress": False}  # re-scoring the shared run: no epochs
@@ -39,7 +40,7 @@ def test_no_canary_reaches_an_output(canary_run):
     # ...while 48 of them were planted, of every kind, and graded
     canaries = json.loads((out / "summary.json").read_text())["canaries"]
     assert canaries["count"] == 48 and set(canaries["by_kind"]) == set(CANARY_KINDS)
-    assert {"combined-neighbour", "clipmem", "csl", "learned", "random"} <= set(canaries["rankings"])
+    assert {DEFAULT_RANKING, "combined-neighbour", "clipmem", "csl", "learned", "random"} <= set(canaries["rankings"])
     for grade in canaries["rankings"].values():
         assert grade["auroc_ci"][0] <= grade["auroc"] <= grade["auroc_ci"][1]
 
@@ -54,7 +55,7 @@ def test_planted_pairs_are_trained_on_and_scored_like_pairs(canary_run):
     spec = pd.read_parquet(out / "models" / "canaries.parquet")
     assert all(plan["without_model"][c] == plan["without_model"][i] for c, i in zip(spec["key"], spec["image_key"]))
     # so the memorization scores, the training loss and the neighbour terms are defined for every canary
-    assert result.canaries[["clipmem_raw", "csl", "neighbour"]].notna().all().all()
+    assert result.canaries[["clipmem_raw", "csl", "neighbour", "align_csls"]].notna().all().all()
 
 
 def test_canaries_are_found_and_the_estimate_tracks_the_truth(canary_run):
@@ -63,8 +64,8 @@ def test_canaries_are_found_and_the_estimate_tracks_the_truth(canary_run):
     # auto kept the default unless a ranking found every canary kind better; learned graded on kinds it never saw
     rankings, chosen = canaries["rankings"], canaries["chosen"]
     assert set(rankings["learned"]["auroc_unseen_kind"]) == set(CANARY_KINDS)
-    assert chosen == "combined-neighbour" or trust.beats_on_every_kind(rankings[chosen], rankings["combined-neighbour"])
-    assert canaries["auto_reason"].startswith(("kept combined-neighbour", f"{chosen} found every canary kind"))
+    assert chosen == DEFAULT_RANKING or trust.beats_on_every_kind(rankings[chosen], rankings[DEFAULT_RANKING])
+    assert canaries["auto_reason"].startswith((f"kept {DEFAULT_RANKING}", f"{chosen} found every canary kind"))
     assert all(kind in canaries["auto_reason"] for kind in CANARY_KINDS)
     # measured here: chosen ranking 0.94 on canaries, 0.96 on the injected swaps; random 0.51
     assert canaries["rankings"][canaries["chosen"]]["auroc"] >= canaries["rankings"]["random"]["auroc"] + 0.2
@@ -195,7 +196,7 @@ def test_auto_picks_the_best_graded_ranking_and_says_when_it_cannot_grade():
                           "csl": np.r_[rng.random(users), 0.6 + rng.random(planted)],
                           "clipscore": np.r_[rng.random(users), 0.3 + rng.random(planted)]})
     frame["rank_csl"], frame["rank_clipscore"] = frame["csl"], frame["clipscore"]
-    frame["rank_combined-neighbour"] = frame["clipmem_raw"]
+    frame[f"rank_{DEFAULT_RANKING}"] = frame["clipmem_raw"]
     spec = pd.DataFrame({"key": keys[users:], "kind": "random-caption"})
     result = assess(frame.copy(), spec, "auto", seed=0)
     grades = result.summary["rankings"]
@@ -282,7 +283,7 @@ def test_a_reviewed_wrong_pattern_ranks_higher_among_unreviewed_pairs():
     frame = pd.DataFrame({"key": keys, "caption": "x", "lint": "", "clipmem_raw": rng.random(users + planted),
                           "csl": np.r_[rng.random(users), 1 + rng.random(planted)],
                           "align_f": np.where(noisy, rng.random(users + planted) - 1, rng.random(users + planted))})
-    frame["rank_combined-neighbour"] = frame["csl"]
+    frame[f"rank_{DEFAULT_RANKING}"] = frame["csl"]
     spec = pd.DataFrame({"key": keys[users:], "kind": "random-caption"})
     decisions = pd.DataFrame({"key": keys[:20] + keys[100:110], "decision": ["wrong caption"] * 20 + ["fine"] * 10})
     truth = noisy[20:users]

@@ -8,6 +8,7 @@ import pytest
 
 import cli
 import curate
+from curate.rankings import DEFAULT_RANKING, inputs_used
 from dataio.reader import open_dataset
 from dataio.writer import Keep, write_dataset
 
@@ -43,7 +44,10 @@ def test_swapped_pairs_are_more_memorized_and_the_default_ranking_beats_random(f
     assert detection["combined"]["auroc"] >= 0.75
     # the neighbour score alone reached 0.97 here: half that margin over random survives another machine
     assert detection["neighbour"]["auroc"] >= detection["random"]["auroc"] + 0.2
-    assert scores[["nbr_image", "nbr_text", "neighbour"]].notna().all().all()
+    assert scores[["nbr_image", "nbr_text", "neighbour", "align_csls"]].notna().all().all()
+    # the default ranking rests on the hubness-corrected alignment, the training loss and the neighbour score
+    assert detection["combined-csls"]["auroc"] >= detection["random"]["auroc"] + 0.2
+    assert inputs_used(DEFAULT_RANKING, scores) == "combined-csls of align_csls + csl + neighbour"
 
 
 def test_outputs_say_why_and_the_report_escapes_captions(flagged_run):

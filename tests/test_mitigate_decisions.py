@@ -13,13 +13,14 @@ from test_report_browser import SUMMARY_LINES, Opened, browser  # noqa: F401
 import cli
 from curate import decisions as decisions_io
 from curate import outputs, report_html
+from curate.rankings import DEFAULT_RANKING, RANKINGS
 from dataio.manifest import read_manifest
 from dataio.reader import open_dataset
 from dataio.writer import Keep, write_dataset
 from mitigation.strategies import mitigate
 
 N = 24
-RANKING = "rank_combined-neighbour"  # the column of the default ranking
+RANKING = RANKINGS[DEFAULT_RANKING].column
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_with_a_count_the_ranking_skips_pairs_reviewed_fine(data, scores, tmp_pa
     manifest = read_manifest(result.path).set_index("key")
     assert set(manifest.loc[fine, "action"]) == {"kept"}
     assert all(manifest.loc[fine, "reason"] == "remove: reviewed: fine (the ranking would have removed it)")
-    assert all(manifest.loc[ranked[2:7], "reason"].str.startswith("remove: top 5 by rank_combined-neighbour"))
+    assert all(manifest.loc[ranked[2:7], "reason"].str.startswith(f"remove: top 5 by {RANKING}"))
     stats, options = result.recipe["strategies"][0]["stats"], result.recipe["strategies"][0]["options"]
     assert stats["removed"] == 8 and stats["removed_reviewed"] == 3 and stats["kept_reviewed_fine"] == 2
     assert options["reviewed"] == {"wrong caption": 3, "fine": 2, "unsure": 1}

@@ -6,6 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
+from curate.rankings import DEFAULT_RANKING, RANKINGS
 from dataio.errors import DataError, UsageError
 from dataio.manifest import read_manifest
 from dataio.paths import scores_path as default_scores_path
@@ -27,6 +28,9 @@ def input_keys(path) -> list:
     return sorted(s.key for s in open_dataset(path).samples())
 
 
+DEFAULT_COLUMN = RANKINGS[DEFAULT_RANKING].column
+
+
 def data_captions(data_dir) -> dict:
     return {s.key: s.caption for s in open_dataset(data_dir).samples(verify_images=False)}
 
@@ -37,7 +41,8 @@ def write_scores(data_dir, keys, path=None) -> pd.DataFrame:
     rng = random.Random(0)
     captions = data_captions(data_dir)
     columns = {}
-    for name in ("rank_combined", "rank_combined-neighbour", "clipmem", "clipscore", "csl", "random"):
+    for name in ("rank_combined", "rank_combined-neighbour", "rank_combined-csls", "clipmem", "clipscore", "csl",
+                 "random"):
         values = [round(v / len(keys), 4) for v in range(len(keys))]
         rng.shuffle(values)
         columns[name] = values
@@ -70,7 +75,7 @@ def expected_top(scores, column, k=None, threshold=None, ascending=False) -> set
     return {key for _, key in pairs[:k]}
 
 
-@pytest.mark.parametrize("by,column", [("combined", "rank_combined"), ("default", "rank_combined-neighbour"), ("combined-neighbour", "rank_combined-neighbour"), ("clipmem", "clipmem"), ("csl", "csl"), ("random", "random")])
+@pytest.mark.parametrize("by,column", [("combined", "rank_combined"), ("default", DEFAULT_COLUMN), ("combined-neighbour", "rank_combined-neighbour"), ("combined-csls", "rank_combined-csls"), ("clipmem", "clipmem"), ("csl", "csl"), ("random", "random")])
 def test_count_removes_the_highest_scores_of_the_chosen_column(data, scores, tmp_path, by, column):
     result = run_remove(data, tmp_path, count=5, by=by)
     assert removed_keys(result.path) == expected_top(scores, column, k=5)
@@ -111,7 +116,7 @@ def test_manifest_adds_up_and_says_why(data, scores, tmp_path):
 def test_scores_path_can_be_given(data, scores, tmp_path):
     elsewhere = tmp_path / "elsewhere.parquet"
     other = write_scores(data, input_keys(data), path=elsewhere)
-    other["rank_combined-neighbour"] = [1.0 if i == 7 else 0.0 for i in range(N)]
+    other[DEFAULT_COLUMN] = [1.0 if i == 7 else 0.0 for i in range(N)]
     other.to_parquet(elsewhere)
     result = run_remove(data, tmp_path, count=1, scores=str(elsewhere))
     assert removed_keys(result.path) == {other.key[7]}
@@ -150,7 +155,7 @@ def test_remove_combines_with_text_aug_and_runs_first(data, scores, tmp_path):
     result = mitigate(data, "text-aug,remove", progress=False, count=3, n_aug=1)
     assert result.path.name == "shapes.text-aug+remove"
     assert result.counts["removed"] == 3 and result.counts["changed"] == N - 3
-    assert removed_keys(result.path) == expected_top(scores, "rank_combined-neighbour", k=3)
+    assert removed_keys(result.path) == expected_top(scores, DEFAULT_COLUMN, k=3)
     assert [s["name"] for s in result.recipe["strategies"]] == ["remove", "text-aug"]
     assert result.recipe["strategies"][1]["stats"]["captions_added"] == N - 3
 
@@ -169,7 +174,7 @@ def test_no_verify_copies_samples_unread_and_writes_the_same_folder(data, scores
     monkeypatch.setattr(formats, "read_tar_shard", reader_not_expected_in_the_writer)
     unread = run_remove(data, tmp_path / "unread", count=5, verify_images=False)
     assert unread.counts == verified.counts and unread.counts["removed"] == 5
-    assert removed_keys(unread.path) == expected_top(scores, "rank_combined-neighbour", k=5)
+    assert removed_keys(unread.path) == expected_top(scores, DEFAULT_COLUMN, k=5)
     for shard in sorted(verified.path.glob("*.tar")):
         assert (unread.path / shard.name).read_bytes() == shard.read_bytes()
     assert read_manifest(unread.path).equals(read_manifest(verified.path))

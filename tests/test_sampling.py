@@ -32,12 +32,12 @@ def test_sample_then_infer_scores_every_key_once_and_says_how(make_synthetic, tm
     inferred = scores[scores["scored_by"] == "inference"]
     # only training gives csl and CLIPMem; inference gives held-out alignment, neighbours and a distilled score
     assert inferred["csl"].isna().all() and inferred["clipmem_raw"].isna().all()
-    assert inferred[["clipscore", "neighbour", "score"]].notna().all().all()
+    assert inferred[["clipscore", "align_csls", "neighbour", "score"]].notna().all().all()
     assert inferred["score"].between(0, 1).all()
     assert pd.read_parquet(tmp_path / "out" / "scores.parquet")["scored_by"].tolist() == scores["scored_by"].tolist()
     # detection grades each ranking on the pairs it scores: CLIPMem on the sample, the default on all
     detection = result.summary["detection"]
-    assert detection["clipmem"]["pairs"] == 120 and detection["combined-neighbour"]["pairs"] == 240
+    assert detection["clipmem"]["pairs"] == 120 and detection["combined-csls"]["pairs"] == 240
 
     # --reuse with the saved sample models infers the same scores again, through the command line
     assert cli.main(["flag", "--data", str(data), "--out", str(tmp_path / "out"), "--reuse", "--no-progress"]) == 0

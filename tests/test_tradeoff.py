@@ -30,7 +30,7 @@ def write_scores(data, path):
     frame = pd.DataFrame({"key": [s.key for s in samples], "caption": [s.caption for s in samples],
                           "clipmem": injected + 0.5 * rng.random(len(samples)),
                           "random": rng.random(len(samples))})
-    for column in ("clipscore", "csl", "rank_combined", "rank_combined-neighbour"):
+    for column in ("clipscore", "csl", "rank_combined", "rank_combined-neighbour", "rank_combined-csls"):
         frame[column] = frame["random"]
     frame.to_parquet(path, index=False)
     return frame.set_index("key"), {s.key for s in samples if s.meta.get("injected")}
