@@ -1,0 +1,56 @@
+"""The hubness-corrected alignment (curate.neighbours.csls_alignment): the formula, blocked, with exclusions."""
+
+import pytest
+import torch
+
+from curate import neighbours
+
+
+def brute_force_csls(images, captions, pool_images, pool_captions, excluded, k):
+    """2 cos - mean of the k highest image->pool-caption cosines - mean of the k highest caption->pool-image ones,
+    the excluded pool row left out, one query at a time."""
+    out = []
+    for i in range(images.shape[0]):
+        keep = torch.ones(pool_images.shape[0], dtype=torch.bool)
+        if excluded[i] >= 0:
+            keep[excluded[i]] = False
+        r_image = (pool_captions[keep] @ images[i]).topk(k).values.mean()
+        r_caption = (pool_images[keep] @ captions[i]).topk(k).values.mean()
+        out.append(2 * images[i] @ captions[i] - r_image - r_caption)
+    return torch.stack(out)
+
+
+@pytest.fixture
+def embeddings():
+    generator = torch.Generator().manual_seed(0)
+    unit = lambda rows: torch.nn.functional.normalize(torch.randn(rows, 16, generator=generator), dim=-1)  # noqa: E731
+    return unit(37), unit(37), unit(50), unit(50)
+
+
+def test_blocked_csls_equals_the_formula_with_each_querys_own_row_excluded(embeddings, monkeypatch):
+    images, captions, _, _ = embeddings
+    monkeypatch.setattr(neighbours, "BLOCK_ROWS", 8)  # several blocks, the last one short
+    expected = brute_force_csls(images, captions, images, captions, torch.arange(37), k=5)
+    assert torch.allclose(neighbours.csls_alignment(images, captions, k=5), expected, atol=1e-5)
+
+
+def test_a_canary_is_measured_without_the_pair_that_lent_its_image(embeddings):
+    _, captions, pool_images, pool_captions = embeddings
+    # each query shows the image of a pool pair whose own caption fits that image exactly
+    lenders = torch.arange(0, 37)
+    pool_captions = pool_captions.clone()
+    pool_captions[lenders] = pool_images[lenders]
+    images = pool_images[lenders]
+    excluded = torch.where(lenders % 2 == 0, lenders, torch.tensor(-1))
+    got = neighbours.csls_alignment_in(images, captions, pool_images, pool_captions, excluded, k=3)
+    assert torch.allclose(got, brute_force_csls(images, captions, pool_images, pool_captions, excluded, k=3),
+                          atol=1e-5)
+    # left in, the lender's caption would be every such image's nearest caption and lower its score
+    kept = neighbours.csls_alignment_in(images, captions, pool_images, pool_captions, torch.full((37,), -1), k=3)
+    assert (kept[excluded >= 0] < got[excluded >= 0] - 1e-3).all()
+    assert torch.allclose(got[excluded < 0], kept[excluded < 0])
+
+
+def test_too_small_a_pool_gives_missing_not_a_number_from_nothing():
+    images = torch.nn.functional.normalize(torch.ones(1, 4), dim=-1)
+    assert torch.isnan(neighbours.csls_alignment(images, images, k=5)).all()
