@@ -67,13 +67,7 @@ def _side(search: torch.Tensor, compare: torch.Tensor, pool_search: torch.Tensor
           excluded: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
     """Find neighbours in `search` space; measure the pair's distance to them in `compare` space."""
     out = torch.empty(search.shape[0])
-    for start in range(0, search.shape[0], BLOCK_ROWS):
-        block = slice(start, start + BLOCK_ROWS)
-        similarity = search[block] @ pool_search.T
-        rows = torch.arange(similarity.shape[0])
-        banned = excluded[block]
-        similarity[rows[banned >= 0], banned[banned >= 0]] = -float("inf")
-        nearest_similarity, nearest = similarity.topk(k, dim=1)
+    for block, nearest_similarity, nearest in _nearest_by_block(search, pool_search, excluded, k):
         weight = torch.exp(-(1 - nearest_similarity) / temperature)
         distance = 1 - (compare[block][:, None, :] * pool_compare[nearest]).sum(-1)
         out[block] = (weight * distance).sum(1) / weight.sum(1).clamp(min=1e-12)
@@ -117,14 +111,22 @@ def csls_alignment_in(images: torch.Tensor, captions: torch.Tensor, pool_images:
 def _nearest_mean(queries: torch.Tensor, pool: torch.Tensor, excluded: torch.Tensor, k: int) -> torch.Tensor:
     """Mean cosine of each query to its k nearest pool rows of the other modality."""
     out = torch.empty(queries.shape[0])
+    for block, nearest_similarity, _ in _nearest_by_block(queries, pool, excluded, k):
+        out[block] = nearest_similarity.mean(1)
+    return out
+
+
+def _nearest_by_block(queries: torch.Tensor, pool: torch.Tensor, excluded: torch.Tensor, k: int):
+    """Per block of BLOCK_ROWS queries: (its slice, the cosines of each query's k nearest pool rows, their rows),
+    a query's excluded pool row never among them. Memory stays at a block times the pool."""
     for start in range(0, queries.shape[0], BLOCK_ROWS):
         block = slice(start, start + BLOCK_ROWS)
         similarity = queries[block] @ pool.T
         rows = torch.arange(similarity.shape[0])
         banned = excluded[block]
         similarity[rows[banned >= 0], banned[banned >= 0]] = -float("inf")
-        out[block] = similarity.topk(k, dim=1).values.mean(1)
-    return out
+        nearest_similarity, nearest = similarity.topk(k, dim=1)
+        yield block, nearest_similarity, nearest
 
 
 def held_out_rows(plan: Plan, index: int) -> torch.Tensor:
