@@ -97,11 +97,19 @@ def rank_combined_csls(table: pd.DataFrame) -> pd.Series:
 
 
 def csls_inputs(table: pd.DataFrame) -> list:
-    """combined-csls's inputs on this table: the corrected alignment (a table without it has no such ranking),
-    and csl and the neighbour score where every row has them."""
+    """combined-csls's inputs on this table: the corrected alignment (a table without it has no such ranking), a
+    pretrained model's cosine where `flag --pretrained` gave one, and csl and the neighbour score where every row
+    has them."""
     if "align_csls" not in table:
         raise KeyError("align_csls")
-    return ["align_csls"] + [c for c in ("csl", "neighbour") if _complete(table, c)]
+    return ["align_csls"] + (["clipscore"] if _is_pretrained_cosine(table) else []) + \
+        [c for c in ("csl", "neighbour") if _complete(table, c)]
+
+
+def _is_pretrained_cosine(table: pd.DataFrame) -> bool:
+    """Whether `clipscore` is a pretrained model's cosine rather than a copy of the held-out alignment."""
+    return _complete(table, "clipscore") and "align_g" in table and \
+        not np.allclose(table["clipscore"], table["align_g"], equal_nan=True)
 
 
 def combined_inputs(table: pd.DataFrame) -> list:
@@ -180,9 +188,10 @@ def inputs_used(name: str, table: pd.DataFrame) -> str:
     """
     if name not in ("combined", "combined-neighbour", "combined-csls"):
         return name
-    wanted = ["clipscore", "csl"] + (["neighbour"] if name != "combined" else [])
     if name == "combined-csls":
-        wanted[0] = "align_csls"
+        wanted = ["align_csls"] + (["clipscore"] if _is_pretrained_cosine(table) else []) + ["csl", "neighbour"]
+    else:
+        wanted = ["clipscore", "csl"] + (["neighbour"] if name != "combined" else [])
     used = [c for c in wanted if _complete(table, c)]
     missing = [c for c in wanted if c not in used]
     if not missing:

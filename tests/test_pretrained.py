@@ -6,6 +6,7 @@ import torch
 import curate
 import train.models as models
 from curate.pipeline import pretrained_cosine
+from curate.rankings import DEFAULT_RANKING, inputs_used
 from dataio.errors import UsageError
 from train.config import TrainConfig
 from train.data import load_table
@@ -65,3 +66,5 @@ def test_flag_with_a_pretrained_baseline_and_reference_models_initialised_from_i
     table = load_table(data, progress=False)
     expected = pretrained_cosine("clipmem-tiny", str(path), table, list(result.scores["key"]), 0, False)
     assert result.scores["clipscore"].to_numpy() == pytest.approx(expected, abs=1e-5)
+    # the default ranking takes the pretrained cosine beside the held-out models' corrected alignment
+    assert inputs_used(DEFAULT_RANKING, result.scores) == "combined-csls of align_csls + clipscore + csl + neighbour"
