@@ -11,7 +11,7 @@ from dataio.atomic import write_json, write_parquet
 from dataio.paths import SCORES_NAME
 from dataio.reader import open_dataset
 
-SCORE_COLUMNS = ["score", "clipmem", "clipmem_raw", "clipscore", "csl", "image_mem", "text_mem"]
+SCORE_COLUMNS = ["score", "clipmem", "clipmem_raw", "clipscore", "align_csls", "csl", "image_mem", "text_mem"]
 HISTOGRAM_COLUMNS = ["score", "clipmem", "clipscore", "csl"]
 
 

@@ -123,8 +123,9 @@ def histogram_uri(scores_table, columns: list, flagged_column: str = "flagged") 
         measured = np.isfinite(values)
         for selected, label, color in ((~scores_table[split], f"not {split}", "#4a7bd0"),
                                        (scores_table[split], split, "#e0523a")):
+            # one filled outline per histogram, not 40 bar patches: the same picture, drawn several times faster
             axis.hist(values[selected.astype(bool) & measured], bins=40, alpha=0.6, color=color, label=label,
-                      density=True)
+                      density=True, histtype="stepfilled")
         axis.set_title(column)
         axis.legend(fontsize=7)
     figure.tight_layout()

@@ -20,7 +20,7 @@ from PIL import Image
 
 from curate.assessment import assess
 from curate.flagging import build_scores_table, reasons, select_flagged
-from curate.rankings import RANKINGS
+from curate.rankings import DEFAULT_RANKING, RANKINGS
 from dataio.errors import UsageError
 from dataio.manifest import read_manifest
 from dataio.reader import Sample, open_dataset
@@ -156,7 +156,7 @@ def test_every_ranking_gives_the_same_order_without_the_truth_fields(noise):
     keys = [row["source_id"] for row in rows]
     rng = np.random.default_rng(0)
     measures = pd.DataFrame({"key": keys, "clipmem_raw": rng.random(N), "align_g": rng.random(N),
-                             "neighbour": rng.random(N)})
+                             "neighbour": rng.random(N), "align_csls": rng.random(N)})
     csl = rng.random(N)
 
     def frame(meta: list) -> pd.DataFrame:
@@ -169,6 +169,7 @@ def test_every_ranking_gives_the_same_order_without_the_truth_fields(noise):
     truthful, blind = frame(rows), frame([without_truth(r) for r in rows])
     assert truthful["injected"].sum() == round(RATE * N) and "injected" not in blind
     columns = [f"rank_{name}" for name in RANKINGS if f"rank_{name}" in truthful] + ["score", "flagged", "reasons"]
+    assert f"rank_{DEFAULT_RANKING}" in columns
     pd.testing.assert_frame_equal(truthful[columns], blind[columns])
     # the learned ranking, which only canaries can fit: the same rows stand in for them in both tables
     spec = pd.DataFrame({"key": keys[-20:], "kind": "random-caption"})
