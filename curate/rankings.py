@@ -146,7 +146,7 @@ RANKINGS = {
     r.name: r
     for r in (
         Ranking("combined", rank_combined, "rank_combined", True,
-                "mean percentile of low held-out alignment and high cumulative loss (default)"),
+                "mean percentile of low held-out alignment and high cumulative loss"),
         Ranking("clipmem", rank_clipmem, "clipmem", True, "CLIPMem, f minus g alignment (normalized 0-1)"),
         Ranking("clipscore", rank_clipscore, "clipscore", False, "held-out alignment A_g, lowest first"),
         Ranking("csl", rank_csl, "csl", True, "cumulative sample loss of the training runs"),
@@ -155,7 +155,7 @@ RANKINGS = {
         Ranking("combined-neighbour", rank_combined_neighbour, "rank_combined-neighbour", True,
                 "combined plus the neighbour score"),
         Ranking("combined-csls", rank_combined_csls, "rank_combined-csls", True,
-                "combined-neighbour with the held-out alignment corrected for hubness (CSLS)"),
+                "combined-neighbour with the held-out alignment corrected for hubness (CSLS); the default"),
         Ranking("learned", rank_learned, "rank_learned", True,
                 "learned from the planted canaries over held-out alignment, training loss and neighbour terms "
                 "(every score when learned from reviews), cross-fitted (flag with canaries)"),
