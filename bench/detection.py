@@ -49,7 +49,11 @@ RANKINGS = ["combined", "combined-neighbour", "combined-csls", "neighbour", "cli
 CANARY_MATCH = {"cross-category": "random-caption", "within-category": "image-neighbour",
                 "shared-keyword": "text-neighbour", "boilerplate": "generic", "unique-swap": "random-caption"}
 OLD_DEFAULT = "combined-neighbour"  # the default before the hubness-corrected alignment
-DEFAULT = DEFAULT_RANKING
+
+
+def cell_name(noise: str, rate: float) -> str:
+    """The cell's folder name under WORK (its flag output, frames and data share it)."""
+    return f"{noise}_{int(rate * 100):02d}"
 
 
 def noisy_copy(clean: Path, out: Path, keys: set, noise: str, rate: float, seed: int) -> Path:
@@ -137,7 +141,7 @@ def markdown(results: list) -> str:
 
 def rescore_cell(work: Path, cell: dict, seed: int) -> None:
     """A finished cell scored again with the models its run saved: every figure from today's scores."""
-    data = work / f"{cell['noise']}_{int(cell['rate'] * 100):02d}"
+    data = work / cell_name(cell["noise"], cell["rate"])
     flagged = curate.flag(data, work / f"{data.name}.clipmem", reuse=True, seed=seed, top_frac=cell["rate"],
                           method=OLD_DEFAULT, progress=False)
     cell.update(figures=cell_figures(flagged.summary, cell["rate"]), detection=flagged.summary["detection"],
@@ -172,10 +176,10 @@ def leave_one_kind_out(frames: pd.DataFrame, noise: str, rate: float, seed: int)
         spec = pd.DataFrame({"key": planted["key"], "kind": planted["canary_kind"]})
         result = assess(union, spec, "auto", seed)
         true = {name: float(roc_auc_score(truth, result.frame[f"rank_{name}"])) if f"rank_{name}" in result.frame
-                else float("nan") for name in (OLD_DEFAULT, DEFAULT, "learned", result.chosen)}
+                else float("nan") for name in (OLD_DEFAULT, DEFAULT_RANKING, "learned", result.chosen)}
         true["auto"] = true[result.chosen]
         estimate = {name: result.summary["rankings"].get(name, {}).get("auroc", float("nan"))
-                    for name in (OLD_DEFAULT, DEFAULT, "learned")}
+                    for name in (OLD_DEFAULT, DEFAULT_RANKING, "learned")}
         estimate["auto"] = result.summary["rankings"].get(result.chosen, {}).get("auroc", float("nan"))
         flagged_mask = np.zeros(len(result.frame), dtype=bool)
         flagged_mask[np.argsort(-result.frame["score"].to_numpy(), kind="stable")[:int(np.ceil(rate * len(truth)))]] = True
@@ -196,12 +200,12 @@ def loko_markdown(results: list) -> str:
     for cell in results:
         loko, matched = cell["loko"]["loko"], cell["loko"]["matched_only"]
         lines.append(
-            f"| {cell['noise']} | {cell['rate']:.0%} | {loko['true'][OLD_DEFAULT]:.3f} | {loko['true'][DEFAULT]:.3f} | "
+            f"| {cell['noise']} | {cell['rate']:.0%} | {loko['true'][OLD_DEFAULT]:.3f} | {loko['true'][DEFAULT_RANKING]:.3f} | "
             f"{loko['true']['learned']:.3f} | {loko['true']['auto']:.3f}: {loko['chosen']} | "
             f"{loko['estimate']['auto']:.3f} (error {loko['estimate']['auto'] - loko['true']['auto']:+.3f}) | "
-            f"{matched['estimate'][DEFAULT]:.3f} (error {matched['estimate'][DEFAULT] - matched['true'][DEFAULT]:+.3f}) | "
+            f"{matched['estimate'][DEFAULT_RANKING]:.3f} (error {matched['estimate'][DEFAULT_RANKING] - matched['true'][DEFAULT_RANKING]:+.3f}) | "
             f"{_maybe(loko['precision_estimate'])} / {loko['precision_true']:.2f} |")
-    names = (OLD_DEFAULT, DEFAULT, "learned", "auto")
+    names = (OLD_DEFAULT, DEFAULT_RANKING, "learned", "auto")
     true = {name: [c["loko"]["loko"]["true"][name] for c in results] for name in names}
     at_or_above = {name: sum(t >= o for t, o in zip(true[name], true[OLD_DEFAULT])) for name in names}
     lines.append("| mean (cells at or above the old default) | | " + " | ".join(
@@ -243,14 +247,14 @@ def main() -> None:
             write_json(results_path, results)
     if args.regrade or args.rescore:
         for cell in results:
-            frames = pd.read_parquet(work / f"{cell['noise']}_{int(cell['rate'] * 100):02d}.frames.parquet")
+            frames = pd.read_parquet(work / f"{cell_name(cell['noise'], cell['rate'])}.frames.parquet")
             cell["loko"] = leave_one_kind_out(frames, cell["noise"], cell["rate"], args.seed)
         write_json(results_path, results)
     done = {(r["noise"], r["rate"]) for r in results}
     for noise, rate in wanted:
         if (noise, rate) in done:
             continue
-        data = noisy_copy(clean, work / f"{noise}_{int(rate * 100):02d}", keys, noise, rate, args.seed)
+        data = noisy_copy(clean, work / cell_name(noise, rate), keys, noise, rate, args.seed)
         started = time.time()
         flagged = curate.flag(data, work / f"{data.name}.clipmem", epochs=args.epochs, folds=args.folds,
                               seed=args.seed, top_frac=rate, canaries=args.canaries, method=OLD_DEFAULT,

@@ -108,8 +108,12 @@ def csls_inputs(table: pd.DataFrame) -> list:
 
 def _is_pretrained_cosine(table: pd.DataFrame) -> bool:
     """Whether `clipscore` is a pretrained model's cosine rather than a copy of the held-out alignment."""
-    return _complete(table, "clipscore") and "align_g" in table and \
-        not np.allclose(table["clipscore"], table["align_g"], equal_nan=True)
+    return _complete(table, "clipscore") and "align_g" in table and not clipscore_is_held_out_alignment(table)
+
+
+def clipscore_is_held_out_alignment(table: pd.DataFrame) -> bool:
+    """Whether `clipscore` merely copies the held-out alignment `align_g` (a run without `flag --pretrained`)."""
+    return "align_g" in table and np.allclose(table["clipscore"], table["align_g"], equal_nan=True)
 
 
 def combined_inputs(table: pd.DataFrame) -> list:

@@ -27,6 +27,8 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from curate.rankings import clipscore_is_held_out_alignment
+
 # Columns of the scores table a learned ranking may use (those a run has, complete, are used): all of them when it
 # learns from reviewed pairs, which are the data's own noise.
 FEATURES = ("align_f", "align_g", "align_csls", "clipscore", "clipmem_raw", "image_mem", "text_mem", "csl",
@@ -63,7 +65,7 @@ def feature_frame(frame: pd.DataFrame, features: tuple = CANARY_FEATURES) -> pd.
             continue
         if values.notna().sum() < 2 or values.nunique() < 2:
             continue
-        if name == "clipscore" and "align_g" in frame and np.allclose(values, frame["align_g"], equal_nan=True):
+        if name == "clipscore" and clipscore_is_held_out_alignment(frame):
             continue  # the same column twice (no --pretrained)
         columns[name] = values.rank(pct=True).fillna(0.5)
     return pd.DataFrame(columns, index=frame.index)
