@@ -67,15 +67,18 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
     mismatched = wrong if from_reviews else labels | wrong
     fit = ~labels if from_reviews else np.ones(len(frame), dtype=bool)
     features = trust.FEATURES if from_reviews else trust.CANARY_FEATURES
+    unreviewed = reviewed.eq("").to_numpy()
+    left_out = None if from_reviews else _likely_mismatched(frame, labels, mismatched, unreviewed)
     if mismatched.sum() >= trust.MIN_CANARIES // 2:  # a learned model needs a few positives per cross-fitting fold
         learned = np.full(len(frame), np.nan)
-        learned[fit] = trust.cross_fitted_scores(frame[fit], mismatched[fit], seed, features=features)
+        learned[fit] = trust.cross_fitted_scores(frame[fit], mismatched[fit], seed, features=features,
+                                                 left_out=None if left_out is None else left_out[fit])
         frame["rank_learned"] = learned
-    unreviewed = reviewed.eq("").to_numpy()
     grades = trust.grade_rankings(frame[unreviewed], labels[unreviewed], kinds[unreviewed], seed) if graded else {}
     if "learned" in grades and not from_reviews:  # from reviews, every canary kind is unseen already
         grades["learned"]["auroc_unseen_kind"] = trust.transfer_by_kind(
-            frame[unreviewed], labels[unreviewed], kinds[unreviewed], seed)
+            frame[unreviewed], labels[unreviewed], kinds[unreviewed], seed,
+            left_out=None if left_out is None else left_out[unreviewed])
     chosen = _choose(method, grades, frame)
     user = frame[~labels].copy()
     if decisions is not None:
@@ -91,8 +94,10 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
     if method == AUTO and grades:
         summary["auto_reason"] = trust.auto_reason(grades, chosen, DEFAULT_RANKING)
     if "rank_learned" in frame:
-        summary["learned_weights"] = trust.learned_weights(frame[fit], mismatched[fit], features)
+        summary["learned_weights"] = trust.learned_weights(frame[fit], mismatched[fit], features,
+                                                           None if left_out is None else left_out[fit])
         summary["learned_from"] = "reviews" if from_reviews else "canaries" + (" and reviews" if wrong.any() else "")
+        summary["learned_left_out"] = 0 if left_out is None else int(left_out.sum())
     planted = frame[labels].assign(canary_kind=kinds[labels].to_numpy())
     if not graded:
         return Assessment(user, chosen, summary, None, planted)
@@ -110,6 +115,18 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
         summary["warnings"].append(f"--precision {precision}: no set of flags is estimated that precise (the "
                                    "estimate leans low); nothing flagged: ask for less or use --top-frac")
     return Assessment(user, chosen, summary, flag_count, planted, posterior)
+
+
+def _likely_mismatched(frame: pd.DataFrame, labels: np.ndarray, mismatched: np.ndarray,
+                       unreviewed: np.ndarray) -> np.ndarray | None:
+    """The user pairs a learned model is not fitted on as clean: those the default ranking finds most suspect, as
+    many as the canaries say the data holds mismatched (trust.likely_mismatched). None without an estimate."""
+    column = f"rank_{DEFAULT_RANKING}"
+    if column not in frame:
+        return None
+    scores = frame[column].to_numpy(dtype=float)
+    share = trust.noise_share(scores[~labels & unreviewed], scores[labels])
+    return trust.likely_mismatched(scores, ~mismatched & unreviewed, share)
 
 
 def _choose(method: str, grades: dict, frame: pd.DataFrame) -> str:
