@@ -5,6 +5,8 @@ One row per decided key, columns `key`, `decision`, `decided_at`, `caption`:
 - decided_at: when it was decided, ISO 8601 in UTC as the browser writes it (2025-01-31T12:00:00.000Z);
 - caption: the caption the reviewer saw. A key is a position in the data, not an identity, so a command
   that applies decisions compares this caption with the data's before it writes anything.
+A field that starts with = + - @, a tab or a carriage return (after any apostrophes) is written after one more
+apostrophe, so a spreadsheet shows it rather than running it, and read without it.
 
 Example:
     >>> import tempfile
@@ -17,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -51,10 +54,24 @@ def read_decisions(path) -> pd.DataFrame:
     return table[list(COLUMNS)].reset_index(drop=True)
 
 
+# report.html writes a field that a spreadsheet would run as a formula after one apostrophe (CSV injection); one
+# apostrophe before such a start is taken off again.
+ESCAPED_FORMULA = re.compile(r"^'(?='*[=+\-@\t\r])")
+
+
+def unescape_formula(text: str) -> str:
+    """A field as report.html's export found it.
+
+    >>> [unescape_formula(t) for t in ["'=SUM(A1)", "''-1", "'quoted'", "=raw"]]
+    ['=SUM(A1)', "'-1", "'quoted'", '=raw']
+    """
+    return ESCAPED_FORMULA.sub("", text, count=1)
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     # Every field as text: keys keep their leading zeros and a caption "NA" stays a caption.
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig").map(unescape_formula)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty, not even a header line; {HOW_TO_MAKE}") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:

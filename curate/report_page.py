@@ -162,9 +162,19 @@ SCRIPT = r"""
 
   // --- decisions.csv: export as a download, import from a file ---------------------------------------
 
+  // A spreadsheet runs a cell that starts with = + - @ tab or CR as a formula (CSV injection): such a field is
+  // written after one apostrophe, as OWASP advises, and one is taken off on import (curate.decisions does the same).
+  // Fields that already start with apostrophes before such a character get one more, so the two stay inverses.
+  var FORMULA_START = /^'*[=+\-@\t\r]/;
+
   function csvField(value) {
     var text = String(value);
+    if (FORMULA_START.test(text)) text = "'" + text;
     return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+  }
+
+  function unescapeFormula(text) {
+    return text.charAt(0) === "'" && FORMULA_START.test(text.slice(1)) ? text.slice(1) : text;
   }
 
   function decisionsCsv() {
@@ -208,7 +218,8 @@ SCRIPT = r"""
       } else field += c;
     }
     if (field !== "" || record.length) { record.push(field); records.push(record); }
-    return records.filter(function (r) { return r.length > 1 || r[0] !== ""; });
+    return records.filter(function (r) { return r.length > 1 || r[0] !== ""; })
+      .map(function (r) { return r.map(unescapeFormula); });
   }
 
   // rows for keys this report does not show, or whose caption is another than the card's, are left out:

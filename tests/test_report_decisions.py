@@ -16,12 +16,16 @@ from curate import flagging, outputs, report_html
 # a caption a CSV writer must quote: comma, doubled quote, line break
 AWKWARD = 'a "quoted", caption\nover two lines'
 AWKWARD_ROW = 5
+# captions a spreadsheet would run as formulas, one already behind an apostrophe
+FORMULAS = {6: '=HYPERLINK("http://example.invalid","open me")', 9: "'-1 is not a formula, '@ neither"}
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     frame = scores_frame(250)
     frame.loc[frame["key"] == f"{AWKWARD_ROW:09d}", "caption"] = AWKWARD
+    for row, caption in FORMULAS.items():
+        frame.loc[frame["key"] == f"{row:09d}", "caption"] = caption
     path = outputs.write_report(tmp_path_factory.mktemp("review") / "report.html", frame, thumbnails_for(frame, 20),
                                 SUMMARY_LINES)
     return path, flagging.flagged_first(frame)
@@ -139,32 +143,38 @@ def test_export_writes_decisions_csv_and_import_restores_it(browser, opened, rep
     keys = list(flagged["key"])
     awkward = f"{AWKWARD_ROW:09d}"
     script_key = flagged.loc[flagged["caption"].str.startswith("<script>"), "key"].item()
-    chosen = {keys[1]: "wrong caption", awkward: "fine", script_key: "unsure", keys[2]: "wrong caption"}
-    assert {awkward, script_key} <= set(keys[:100])
+    formula_keys = [f"{row:09d}" for row in FORMULAS]
+    chosen = {keys[1]: "wrong caption", awkward: "fine", script_key: "unsure", keys[2]: "wrong caption",
+              formula_keys[0]: "wrong caption", formula_keys[1]: "fine"}
+    assert {awkward, script_key, *formula_keys} <= set(keys[:100])
     for key, word in chosen.items():
         click_decision(opened, key, word)
     path = export(opened, tmp_path)
-    assert path.read_text(encoding="utf-8").splitlines()[0] == "key,decision,decided_at,caption"
+    written = path.read_text(encoding="utf-8")
+    assert written.splitlines()[0] == "key,decision,decided_at,caption"
+    # what a spreadsheet would run starts with an apostrophe in the file, and only that
+    assert "'=HYPERLINK(" in written and "''-1 is not" in written and ",=" not in written
     table = decisions_io.read_decisions(path)
     assert dict(zip(table["key"], table["decision"])) == chosen
     assert list(table["key"]) == [k for k in keys if k in chosen]  # most suspect first, as the report shows them
     captions = flagged.set_index("key")["caption"]
     assert all(table["caption"] == [captions[k] for k in table["key"]])
-    assert AWKWARD in set(table["caption"])
+    assert {AWKWARD, *FORMULAS.values()} <= set(table["caption"])
     stamps = [datetime.datetime.fromisoformat(t.replace("Z", "+00:00")) for t in table["decided_at"]]
     assert all(abs(datetime.datetime.now(datetime.timezone.utc) - t).total_seconds() < 300 for t in stamps)
 
     # a fresh browser (no saved decisions) takes them back from the file; rows that do not fit are left out
     extra = pd.DataFrame({"key": ["not-a-key", keys[3]], "decision": ["fine", "fine"], "decided_at": ["", ""],
                           "caption": ["x", "another caption than the card's"]})
-    pd.concat([table, extra]).to_csv(tmp_path / "more.csv", index=False)
+    as_written = pd.read_csv(path, dtype=str, keep_default_na=False)  # formulas still behind their apostrophe
+    pd.concat([as_written, extra]).to_csv(tmp_path / "more.csv", index=False)
     fresh = Opened(browser, report[0])
     assert decided(fresh) == {}
     fresh.page.set_input_files("#import-decisions", str(tmp_path / "more.csv"))
     fresh.page.locator('.card[data-decision]:not([data-decision=""])').first.wait_for(state="attached")
     assert decided(fresh) == chosen
     message = fresh.page.text_content("#review-message")
-    assert message.startswith("imported 4 decisions from more.csv") and "1 (key not in this report)" in message
+    assert message.startswith("imported 6 decisions from more.csv") and "1 (key not in this report)" in message
     assert "1 (caption differs)" in message
     again = export(fresh, tmp_path / "again")
     assert decisions_io.read_decisions(again).equals(table)  # decided_at travels unchanged
