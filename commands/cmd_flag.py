@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "auto: the default, unless another ranking (the learned one included) finds every canary "
                              "kind better on this data, the learned one graded on kinds it was not fitted on; "
                              "learned: a logistic regression over the default's inputs, fitted on the canaries "
-                             f"(cross-fitted; over every score when fitted on --labels reviews) ('default' is an alias of "
+                             "against the user's pairs less those the default finds most suspect (cross-fitted; over "
+                             f"every score when fitted on --labels reviews) ('default' is an alias of "
                              f"{DEFAULT_RANKING})")
     parser.add_argument("--canaries", type=float, default=DEFAULT_FRACTION, metavar="FRAC",
                         help="plant this fraction of known mismatched pairs (kinds: " + ", ".join(CANARY_KINDS) +

@@ -122,6 +122,9 @@ def _canary_lines(canaries: dict | None) -> list:
                       f"); {PRECISION_CAVEAT}"))
         if canaries.get("auto_reason"):
             lines.append(("why auto chose it", canaries["auto_reason"]))
+        if canaries["chosen"] == "learned" and canaries.get("learned_from") == "canaries":
+            lines.append(("learned ranking", f"fitted on canaries against the user's pairs, less the "
+                          f"{canaries.get('learned_left_out', 0)} the default finds most suspect (likely mismatched)"))
         others = sorted(((g["auroc"], name) for name, g in canaries["rankings"].items()), reverse=True)
         lines.append(("canary AUROC of every ranking", ", ".join(f"{name} {auroc:.3f}" for auroc, name in others)))
     lines += [("warning", text) for text in canaries["warnings"]]

@@ -13,6 +13,7 @@ import curate
 from curate import trust
 from curate.assessment import assess
 from curate.canaries import CANARY_KINDS, PREFIX, plant_canaries, with_canaries
+from curate.outputs import format_console_summary
 from curate.protocols import kfold_plan
 from curate.rankings import DEFAULT_RANKING
 from train.data import load_table
@@ -84,6 +85,11 @@ def test_reuse_reranks_with_the_learned_ranking_and_precision_flags_fewer_for_mo
     loose = curate.flag(data, out, reuse=True, method="learned", precision=0.3, views=1, **FAST)
     strict = curate.flag(data, out, reuse=True, method="learned", precision=0.8, views=1, **FAST)
     assert loose.summary["canaries"]["chosen"] == "learned" and loose.summary["models_trained"] == 0
+    # fitted without the pairs the default finds most suspect, and the console says how many
+    left_out = loose.summary["canaries"]["learned_left_out"]
+    assert 0 < left_out <= 0.5 * len(loose.scores)
+    console = format_console_summary(loose.summary, out)
+    assert f"less the {left_out} the default finds most suspect" in console
     assert loose.summary["canaries"]["count"] == first.summary["canaries"]["count"]
     assert not loose.scores["key"].str.startswith(PREFIX).any()
     by_ranking = [int((run.scores["flagged"] & (run.scores["lint"] == "")).sum()) for run in (loose, strict)]
