@@ -73,7 +73,9 @@ def feature_frame(frame: pd.DataFrame, features: tuple = CANARY_FEATURES) -> pd.
 
 
 def logistic_model():
-    return LogisticRegression(C=REGULARIZATION, max_iter=1000)
+    # Newton steps on a few features: the exact optimum in a handful of iterations, about 25 times faster here
+    # than lbfgs, which stopped at its default tolerance a little short of it.
+    return LogisticRegression(C=REGULARIZATION, solver="newton-cholesky", max_iter=100)
 
 
 def cross_fitted_scores(frame: pd.DataFrame, labels: np.ndarray, seed: int, folds: int = CROSS_FIT_FOLDS,
@@ -209,7 +211,8 @@ def learned_weights(frame: pd.DataFrame, labels: np.ndarray, features: tuple = C
 
 
 def grade_scores(scores, labels, seed: int, bootstrap: int = BOOTSTRAP) -> dict:
-    """AUROC and AP of canaries (labels True) against user pairs, each with a 95 % bootstrap interval."""
+    """AUROC and AP of canaries (labels True) against user pairs, each with a 95 % bootstrap interval (canaries
+    and user pairs resampled apart)."""
     scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
     keep = np.isfinite(scores)
     scores, labels = scores[keep], labels[keep]
@@ -219,14 +222,53 @@ def grade_scores(scores, labels, seed: int, bootstrap: int = BOOTSTRAP) -> dict:
                 "ap_ci": [float("nan")] * 2}
     rng = np.random.default_rng(seed + 7)
     draws = []
-    for _ in range(bootstrap):
-        rows = np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
-        draws.append((roc_auc_score(labels[rows], scores[rows]), average_precision_score(labels[rows], scores[rows])))
-    draws = np.array(draws)
+    for start in range(0, bootstrap, DRAWS_AT_ONCE):
+        counts = np.zeros((min(DRAWS_AT_ONCE, bootstrap - start), len(scores)))
+        for row in counts:
+            rows = np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
+            row += np.bincount(rows, minlength=len(scores))
+        draws.append(weighted_auroc_ap(scores, labels, counts))
+    auroc, ap = (np.concatenate(values) for values in zip(*draws))
     return {"auroc": round(float(roc_auc_score(labels, scores)), 4),
-            "auroc_ci": [round(float(v), 4) for v in np.percentile(draws[:, 0], [2.5, 97.5])],
+            "auroc_ci": [round(float(v), 4) for v in np.percentile(auroc, [2.5, 97.5])],
             "ap": round(float(average_precision_score(labels, scores)), 4),
-            "ap_ci": [round(float(v), 4) for v in np.percentile(draws[:, 1], [2.5, 97.5])]}
+            "ap_ci": [round(float(v), 4) for v in np.percentile(ap, [2.5, 97.5])]}
+
+
+# Bootstrap draws weighed in one array: memory grows with draws x rows.
+DRAWS_AT_ONCE = 25
+
+
+def weighted_auroc_ap(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple:
+    """AUROC and average precision for each row of `weights` (how often each sample is counted, e.g. a bootstrap
+    draw's multiplicities), as roc_auc_score and average_precision_score give them with that sample_weight, from
+    one sort instead of one call per draw (the calls' input checks took 95 % of `flag`'s grading time).
+
+    >>> rng = np.random.default_rng(0)
+    >>> scores, labels = rng.integers(0, 5, 60).astype(float), rng.random(60) < 0.3   # ties on purpose
+    >>> weights = rng.integers(0, 3, (2, 60)).astype(float)
+    >>> auroc, ap = weighted_auroc_ap(scores, labels, weights)
+    >>> bool(np.allclose(auroc, [roc_auc_score(labels, scores, sample_weight=w) for w in weights]))
+    True
+    >>> bool(np.allclose(ap, [average_precision_score(labels, scores, sample_weight=w) for w in weights]))
+    True
+    """
+    order = np.argsort(-scores, kind="stable")
+    ordered = scores[order]
+    weights = np.asarray(weights, dtype=float)[:, order]
+    positive = labels[order]
+    # the ROC and precision-recall curves step once per distinct score: tied samples enter together
+    last_of_tie = np.r_[np.flatnonzero(ordered[1:] != ordered[:-1]), len(ordered) - 1]
+    true_pos = np.cumsum(weights * positive, axis=1)[:, last_of_tie]
+    false_pos = np.cumsum(weights * ~positive, axis=1)[:, last_of_tie]
+    start = np.zeros((len(weights), 1))
+    recall = np.hstack([start, true_pos / true_pos[:, -1:]])
+    fall_out = np.hstack([start, false_pos / false_pos[:, -1:]])
+    auroc = np.trapezoid(recall, fall_out, axis=1)
+    flagged = true_pos + false_pos
+    precision = np.divide(true_pos, flagged, out=np.zeros_like(true_pos), where=flagged > 0)
+    ap = np.sum(np.diff(recall, axis=1) * precision, axis=1)
+    return auroc, ap
 
 
 def precision_curve(order_scores: np.ndarray, posterior: np.ndarray) -> np.ndarray:
