@@ -207,7 +207,8 @@ def compare_all(rows: list, effects: dict | None = None, alpha: float = ALPHA) -
     strategies = [s for s in dict.fromkeys(r["strategy"] for r in rows) if s != BASELINE]
     found = {}
     for metric in PAIRED:
-        per_metric = [c for c in (compare(rows, s, metric, effects, len(strategies), alpha) for s in strategies) if c]
+        # compare's own interval is replaced below by the one at each comparison's Holm step
+        per_metric = [c for c in (compare(rows, s, metric, effects, alpha=alpha) for s in strategies) if c]
         p_values = [c.p for c in per_metric]
         for c, adjusted, level in zip(per_metric, holm(p_values), holm_step_alphas(p_values, alpha)):
             c.p_holm = adjusted
