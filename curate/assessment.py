@@ -102,7 +102,8 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
     if not graded:
         return Assessment(user, chosen, summary, None, planted)
     chosen_scores = frame[f"rank_{chosen}"].to_numpy(dtype=float)
-    share = trust.noise_share(chosen_scores[~labels & unreviewed], chosen_scores[labels])
+    # over every user pair, reviewed or not: taking the reviewed top out leaves no pair above the canaries
+    share = trust.noise_share(chosen_scores[~labels], chosen_scores[labels])
     posterior = trust.mismatch_posterior(chosen_scores[~labels], chosen_scores[labels], share)
     decided = reviewed[~labels].to_numpy()
     posterior = np.where(decided == WRONG_CAPTION, 1.0, np.where(decided == FINE, 0.0, posterior))

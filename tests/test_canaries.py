@@ -359,3 +359,22 @@ def test_the_noise_share_and_the_precision_estimate_track_a_known_mixture():
     # canaries easier to find than the user's noise make the estimate low, not high
     assert trust.noise_share(users, rng.normal(4.0, 1, 100)) < share
     assert np.isnan(trust.noise_share(users, canaries[:5]))
+
+
+
+def test_reviewing_the_top_pairs_leaves_the_noise_rate_estimate_as_it_was():
+    """The noise share is a property of the whole data: with the most suspect pairs reviewed and taken out of
+    it, the pairs above the canaries were gone and the estimate fell to zero (then --precision flagged nothing)."""
+    rng = np.random.default_rng(4)
+    users, planted = 2000, 80
+    csl = np.r_[rng.normal(0, 1, 1800), rng.normal(2.5, 1, 200), rng.normal(2.5, 1, planted)]
+    frame = pd.DataFrame({"key": [f"{i:04d}" for i in range(users)] + [f"{PREFIX}{i:06d}" for i in range(planted)],
+                          "caption": "x", "lint": "", "clipmem_raw": rng.random(users + planted), "csl": csl,
+                          "clipscore": rng.random(users + planted)})
+    frame["rank_csl"], frame["rank_clipscore"] = frame["csl"], -frame["clipscore"]
+    spec = pd.DataFrame({"key": frame["key"][users:], "kind": "random-caption"})
+    before = assess(frame.copy(), spec, "csl", seed=0).summary["noise_rate_estimate"]
+    top = frame["key"][:users].to_numpy()[np.argsort(-csl[:users])[:50]]
+    reviewed = pd.DataFrame({"key": top, "decision": "wrong caption"})
+    after = assess(frame.copy(), spec, "csl", seed=0, decisions=reviewed).summary["noise_rate_estimate"]
+    assert 0.05 < before < 0.15 and after == before
