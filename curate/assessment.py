@@ -126,7 +126,7 @@ def _likely_mismatched(frame: pd.DataFrame, labels: np.ndarray, mismatched: np.n
     if column not in frame:
         return None
     scores = frame[column].to_numpy(dtype=float)
-    share = trust.noise_share(scores[~labels & unreviewed], scores[labels])
+    share = trust.noise_share(scores[~labels], scores[labels])  # every user pair, as for the precision estimate
     return trust.likely_mismatched(scores, ~mismatched & unreviewed, share)
 
 
