@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threshold", type=float, help="flag rows whose score (ranking scaled to 0-1) is at least this")
     group.add_argument("--precision", type=float, metavar="P",
                        help="flag as many pairs as keep the canary-estimated precision at least P (instead of "
-                            "--top-frac); the estimate is rough and mostly low (0.35 below to 0.24 above the truth "
+                            "--top-frac); the estimate is rough and mostly low (0.48 below to 0.33 above the truth "
                             "on the detection bench), so this tends to flag fewer pairs than a true precision of P "
                             "would allow")
     parser.add_argument("--reuse", action="store_true", help="score again with the models a previous run saved")

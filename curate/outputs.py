@@ -97,7 +97,7 @@ def _summary_lines(s: dict) -> list:
 
 
 # Measured by bench/detection.py (docs/flagging.md): how far the canary-based precision estimate can be trusted.
-PRECISION_CAVEAT = "rough and mostly low: on the detection bench it ran 0.35 below to 0.24 above the true precision"
+PRECISION_CAVEAT = "rough and mostly low: on the detection bench it ran 0.48 below to 0.33 above the true precision"
 
 
 def _canary_lines(canaries: dict | None) -> list:
