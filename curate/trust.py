@@ -222,8 +222,9 @@ def grade_scores(scores, labels, seed: int, bootstrap: int = BOOTSTRAP) -> dict:
                 "ap_ci": [float("nan")] * 2}
     rng = np.random.default_rng(seed + 7)
     draws = []
-    for start in range(0, bootstrap, DRAWS_AT_ONCE):
-        counts = np.zeros((min(DRAWS_AT_ONCE, bootstrap - start), len(scores)))
+    at_once = max(1, min(bootstrap, WEIGHTS_AT_ONCE // len(scores)))
+    for start in range(0, bootstrap, at_once):
+        counts = np.zeros((min(at_once, bootstrap - start), len(scores)))
         for row in counts:
             rows = np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
             row += np.bincount(rows, minlength=len(scores))
@@ -235,8 +236,8 @@ def grade_scores(scores, labels, seed: int, bootstrap: int = BOOTSTRAP) -> dict:
             "ap_ci": [round(float(v), 4) for v in np.percentile(ap, [2.5, 97.5])]}
 
 
-# Bootstrap draws weighed in one array: memory grows with draws x rows.
-DRAWS_AT_ONCE = 25
+# Bootstrap draws x rows weighed in one array (a few copies of it live at once): about 40 MB each.
+WEIGHTS_AT_ONCE = 5_000_000
 
 
 def weighted_auroc_ap(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple:
