@@ -68,17 +68,17 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
     fit = ~labels if from_reviews else np.ones(len(frame), dtype=bool)
     features = trust.FEATURES if from_reviews else trust.CANARY_FEATURES
     unreviewed = reviewed.eq("").to_numpy()
-    left_out = None if from_reviews else _likely_mismatched(frame, labels, mismatched, unreviewed)
+    left_out = _likely_mismatched(frame, labels, mismatched, unreviewed, from_reviews)
     if mismatched.sum() >= trust.MIN_CANARIES // 2:  # a learned model needs a few positives per cross-fitting fold
         learned = np.full(len(frame), np.nan)
         learned[fit] = trust.cross_fitted_scores(frame[fit], mismatched[fit], seed, features=features,
-                                                 left_out=None if left_out is None else left_out[fit])
+                                                 left_out=left_out[fit])
         frame["rank_learned"] = learned
     grades = trust.grade_rankings(frame[unreviewed], labels[unreviewed], kinds[unreviewed], seed) if graded else {}
     if "learned" in grades and not from_reviews:  # from reviews, every canary kind is unseen already
         grades["learned"]["auroc_unseen_kind"] = trust.transfer_by_kind(
             frame[unreviewed], labels[unreviewed], kinds[unreviewed], seed,
-            left_out=None if left_out is None else left_out[unreviewed])
+            left_out=left_out[unreviewed])
     chosen = _choose(method, grades, frame)
     user = frame[~labels].copy()
     if decisions is not None:
@@ -94,10 +94,9 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
     if method == AUTO and grades:
         summary["auto_reason"] = trust.auto_reason(grades, chosen, DEFAULT_RANKING)
     if "rank_learned" in frame:
-        summary["learned_weights"] = trust.learned_weights(frame[fit], mismatched[fit], features,
-                                                           None if left_out is None else left_out[fit])
+        summary["learned_weights"] = trust.learned_weights(frame[fit], mismatched[fit], features, left_out[fit])
         summary["learned_from"] = "reviews" if from_reviews else "canaries" + (" and reviews" if wrong.any() else "")
-        summary["learned_left_out"] = 0 if left_out is None else int(left_out.sum())
+        summary["learned_left_out"] = int(left_out.sum())
     planted = frame[labels].assign(canary_kind=kinds[labels].to_numpy())
     if not graded:
         return Assessment(user, chosen, summary, None, planted)
@@ -118,16 +117,19 @@ def assess(frame: pd.DataFrame, spec: pd.DataFrame, method: str, seed: int,
     return Assessment(user, chosen, summary, flag_count, planted, posterior)
 
 
-def _likely_mismatched(frame: pd.DataFrame, labels: np.ndarray, mismatched: np.ndarray,
-                       unreviewed: np.ndarray) -> np.ndarray | None:
+def _likely_mismatched(frame: pd.DataFrame, labels: np.ndarray, mismatched: np.ndarray, unreviewed: np.ndarray,
+                       from_reviews: bool) -> np.ndarray:
     """The user pairs a learned model is not fitted on as clean: those the default ranking finds most suspect, as
-    many as the canaries say the data holds mismatched (trust.likely_mismatched). None without an estimate."""
+    many as the canaries say the data holds mismatched (trust.likely_mismatched). None of them when the model
+    learns from reviews, or without an estimate."""
     column = f"rank_{DEFAULT_RANKING}"
-    if column not in frame:
-        return None
+    none = np.zeros(len(frame), dtype=bool)
+    if from_reviews or column not in frame:
+        return none
     scores = frame[column].to_numpy(dtype=float)
     share = trust.noise_share(scores[~labels], scores[labels])  # every user pair, as for the precision estimate
-    return trust.likely_mismatched(scores, ~mismatched & unreviewed, share)
+    left_out = trust.likely_mismatched(scores, ~mismatched & unreviewed, share)
+    return none if left_out is None else left_out
 
 
 def _choose(method: str, grades: dict, frame: pd.DataFrame) -> str:

@@ -361,7 +361,6 @@ def test_the_noise_share_and_the_precision_estimate_track_a_known_mixture():
     assert np.isnan(trust.noise_share(users, canaries[:5]))
 
 
-
 def test_reviewing_the_top_pairs_leaves_the_noise_rate_estimate_as_it_was():
     """The noise share is a property of the whole data: with the most suspect pairs reviewed and taken out of
     it, the pairs above the canaries were gone and the estimate fell to zero (then --precision flagged nothing)."""
