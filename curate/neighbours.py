@@ -53,9 +53,11 @@ def neighbour_distances(images: torch.Tensor, captions: torch.Tensor, k: int = D
 def neighbour_distances_in(images: torch.Tensor, captions: torch.Tensor, pool_images: torch.Tensor,
                            pool_captions: torch.Tensor, excluded: torch.Tensor, k: int = DEFAULT_K,
                            temperature: float = TEMPERATURE) -> tuple:
-    """neighbour_distances of query pairs among a pool of other pairs; `excluded[i]` is the pool row query i may
-    not take as a neighbour (itself, or the pair a canary borrowed its image from), -1 for none."""
-    k = min(k, pool_images.shape[0] - int(bool((excluded >= 0).any())))
+    """neighbour_distances of query pairs among a pool of other pairs; `excluded[i]` is the pool row (or a row of
+    pool rows) query i may not take as a neighbour (itself, or the pairs a canary borrowed its image and its
+    caption from), -1 for none."""
+    excluded = _as_rows(excluded)
+    k = min(k, pool_images.shape[0] - _most_excluded(excluded))
     if k < 1:
         count = images.shape[0]
         return torch.full((count,), float("nan")), torch.full((count,), float("nan"))
@@ -99,9 +101,11 @@ def csls_alignment(images: torch.Tensor, captions: torch.Tensor, k: int = DEFAUL
 
 def csls_alignment_in(images: torch.Tensor, captions: torch.Tensor, pool_images: torch.Tensor,
                       pool_captions: torch.Tensor, excluded: torch.Tensor, k: int = DEFAULT_K) -> torch.Tensor:
-    """csls_alignment of query pairs against a pool of other pairs; `excluded[i]`: the pool row query i may not
-    take (itself, or the pair a canary borrowed its image from), -1 for none."""
-    k = min(k, pool_images.shape[0] - int(bool((excluded >= 0).any())))
+    """csls_alignment of query pairs against a pool of other pairs; `excluded[i]`: the pool row (or a row of pool
+    rows) query i may not take (itself, or the pairs a canary borrowed its image and its caption from), -1 for
+    none."""
+    excluded = _as_rows(excluded)
+    k = min(k, pool_images.shape[0] - _most_excluded(excluded))
     if k < 1:
         return torch.full((images.shape[0],), float("nan"))
     own = (images * captions).sum(-1)
@@ -116,14 +120,25 @@ def _nearest_mean(queries: torch.Tensor, pool: torch.Tensor, excluded: torch.Ten
     return out
 
 
+def _as_rows(excluded: torch.Tensor) -> torch.Tensor:
+    """Excluded pool rows as one row per query (a single column when each query excludes at most one)."""
+    excluded = torch.as_tensor(excluded, dtype=torch.long)
+    return excluded[:, None] if excluded.dim() == 1 else excluded
+
+
+def _most_excluded(excluded: torch.Tensor) -> int:
+    """The most pool rows any one query may not take: a pool that small leaves it fewer than k neighbours."""
+    return int((excluded >= 0).sum(1).max()) if excluded.numel() else 0
+
+
 def _nearest_by_block(queries: torch.Tensor, pool: torch.Tensor, excluded: torch.Tensor, k: int):
     """Per block of BLOCK_ROWS queries: (its slice, the cosines of each query's k nearest pool rows, their rows),
     a query's excluded pool row never among them. Memory stays at a block times the pool."""
     for start in range(0, queries.shape[0], BLOCK_ROWS):
         block = slice(start, start + BLOCK_ROWS)
         similarity = queries[block] @ pool.T
-        rows = torch.arange(similarity.shape[0])
         banned = excluded[block]
+        rows = torch.arange(similarity.shape[0])[:, None].expand_as(banned)
         similarity[rows[banned >= 0], banned[banned >= 0]] = -float("inf")
         nearest_similarity, nearest = similarity.topk(k, dim=1)
         yield block, nearest_similarity, nearest
@@ -136,16 +151,19 @@ def held_out_rows(plan: Plan, index: int) -> torch.Tensor:
 
 
 def held_out_neighbour_scores(per_model: list, plan: Plan, k: int = DEFAULT_K,
-                              canary_images: dict | None = None) -> pd.DataFrame:
+                              canary_lenders: dict | None = None) -> pd.DataFrame:
     """nbr_image, nbr_text, their sum `neighbour` and the hubness-corrected alignment `align_csls` per scored key,
     each pair measured by its held-out model among the other pairs that model held out.
     per_model: curate.memorization.ModelMeasures.
 
-    canary_images (canary key -> the key whose image it shows): canaries are measured among the user's pairs
-    only, never beside the pair that lent them its image (no real mismatched pair has its twin with the right
-    caption in the data), and are never anyone's neighbour.
+    canary_lenders (canary key -> the keys whose image and whose caption it shows; an empty key for none):
+    canaries are measured among the user's pairs only, never beside the pairs that lent them their image or
+    their caption, and are never anyone's neighbour. A real mismatched pair has no twin in the data that holds
+    its image with the right caption, nor one that holds its caption with the image it describes; left in, the
+    caption's lender is the nearest caption to a canary's caption (the same text) and its image gives the
+    mismatch away, which no real mismatch offers.
     """
-    canary_images = canary_images or {}
+    canary_lenders = canary_lenders or {}
     image_side = np.full(len(plan.scored), np.nan)
     text_side = np.full(len(plan.scored), np.nan)
     csls = np.full(len(plan.scored), np.nan)
@@ -153,7 +171,7 @@ def held_out_neighbour_scores(per_model: list, plan: Plan, k: int = DEFAULT_K,
         rows = held_out_rows(plan, index)
         if not len(rows):
             continue
-        is_canary = torch.tensor([plan.scored[r] in canary_images for r in rows.tolist()], dtype=torch.bool)
+        is_canary = torch.tensor([plan.scored[r] in canary_lenders for r in rows.tolist()], dtype=torch.bool)
         users, canaries = rows[~is_canary], rows[is_canary]
         images, captions = measures.image_embedding, measures.caption_embedding
         if len(users):
@@ -162,7 +180,8 @@ def held_out_neighbour_scores(per_model: list, plan: Plan, k: int = DEFAULT_K,
             csls[users.numpy()] = csls_alignment(images[users], captions[users], k).numpy()
         if len(canaries) and len(users):
             position = {plan.scored[r]: i for i, r in enumerate(users.tolist())}
-            excluded = torch.tensor([position.get(canary_images[plan.scored[r]], -1) for r in canaries.tolist()])
+            excluded = torch.tensor([[position.get(lender, -1) for lender in canary_lenders[plan.scored[r]]]
+                                     for r in canaries.tolist()], dtype=torch.long)
             distances = neighbour_distances_in(images[canaries], captions[canaries], images[users], captions[users],
                                                excluded, k)
             image_side[canaries.numpy()], text_side[canaries.numpy()] = distances[0].numpy(), distances[1].numpy()

@@ -173,7 +173,9 @@ def flag(data, out=None, *, method: str = DEFAULT_METHOD, protocol: str = "kfold
         for (reference, tokenizer), model_plan in zip(models, plan.models)
     ]
     measures = memorization.combine_models(per_model, plan, form)
-    neighbours = held_out_neighbour_scores(per_model, plan, canary_images=dict(zip(spec["key"], spec["image_key"])))
+    lenders = {key: (image_key, caption_key) for key, image_key, caption_key in
+               spec[["key", "image_key", "caption_key"]].itertuples(index=False)}
+    neighbours = held_out_neighbour_scores(per_model, plan, canary_lenders=lenders)
     measures = measures.join(neighbours.drop(columns="key"))
     cosine = pretrained_cosine(pretrained_model, pretrained, table, plan.scored, seed, progress) if pretrained else None
     frame = flagging.build_scores_table(table, plan.scored, measures, memorization.cumulative_losses(csl, plan),

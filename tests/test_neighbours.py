@@ -8,12 +8,13 @@ from curate import neighbours
 
 def brute_force_csls(images, captions, pool_images, pool_captions, excluded, k):
     """2 cos - mean of the k highest image->pool-caption cosines - mean of the k highest caption->pool-image ones,
-    the excluded pool row left out, one query at a time."""
+    the excluded pool rows left out, one query at a time."""
     out = []
     for i in range(images.shape[0]):
         keep = torch.ones(pool_images.shape[0], dtype=torch.bool)
-        if excluded[i] >= 0:
-            keep[excluded[i]] = False
+        for row in torch.atleast_1d(excluded[i]).tolist():
+            if row >= 0:
+                keep[row] = False
         r_image = (pool_captions[keep] @ images[i]).topk(k).values.mean()
         r_caption = (pool_images[keep] @ captions[i]).topk(k).values.mean()
         out.append(2 * images[i] @ captions[i] - r_image - r_caption)
@@ -49,6 +50,43 @@ def test_a_canary_is_measured_without_the_pair_that_lent_its_image(embeddings):
     kept = neighbours.csls_alignment_in(images, captions, pool_images, pool_captions, torch.full((37,), -1), k=3)
     assert (kept[excluded >= 0] < got[excluded >= 0] - 1e-3).all()
     assert torch.allclose(got[excluded < 0], kept[excluded < 0])
+
+
+def test_a_canary_is_measured_without_the_pair_that_lent_its_caption(embeddings):
+    images, _, pool_images, pool_captions = embeddings
+    # each query carries the caption of a pool pair whose image fits that caption exactly, and shows the image
+    # of another pool pair: both lenders are left out, as no real mismatched pair has either twin in the data
+    caption_lenders, image_lenders = torch.arange(0, 37), torch.arange(13, 50)
+    pool_images = pool_images.clone()
+    pool_images[caption_lenders] = pool_captions[caption_lenders]
+    captions, images = pool_captions[caption_lenders], pool_images[image_lenders]
+    both = torch.stack([image_lenders, caption_lenders], dim=1)
+    got = neighbours.csls_alignment_in(images, captions, pool_images, pool_captions, both, k=3)
+    assert torch.allclose(got, brute_force_csls(images, captions, pool_images, pool_captions, both, k=3), atol=1e-5)
+    image_only = torch.stack([image_lenders, torch.full((37,), -1)], dim=1)
+    kept = neighbours.csls_alignment_in(images, captions, pool_images, pool_captions, image_only, k=3)
+    assert (kept < got - 1e-3).all()
+    # the text side of the neighbour score: left in, the lender is the caption's nearest caption (the same
+    # text) and its image, not the one shown, is what the canary is measured against
+    text_side = neighbours.neighbour_distances_in(images, captions, pool_images, pool_captions, both, k=3)[1]
+    assert torch.allclose(text_side, brute_force_text_side(images, captions, pool_images, pool_captions, both, k=3),
+                          atol=1e-5)
+    text_side_kept = neighbours.neighbour_distances_in(images, captions, pool_images, pool_captions, image_only, k=3)[1]
+    assert (text_side - text_side_kept).abs().min() > 1e-3
+
+
+def brute_force_text_side(images, captions, pool_images, pool_captions, excluded, k):
+    """The caption's k nearest pool captions, the excluded rows left out; the weighted image distance to their
+    images."""
+    out = []
+    for i in range(images.shape[0]):
+        keep = torch.ones(pool_images.shape[0], dtype=torch.bool)
+        keep[[row for row in excluded[i].tolist() if row >= 0]] = False
+        similarity, nearest = (pool_captions[keep] @ captions[i]).topk(k)
+        weight = torch.exp(-(1 - similarity) / neighbours.TEMPERATURE)
+        distance = 1 - pool_images[keep][nearest] @ images[i]
+        out.append((weight * distance).sum() / weight.sum())
+    return torch.stack(out)
 
 
 def test_too_small_a_pool_gives_missing_not_a_number_from_nothing():
