@@ -1,5 +1,7 @@
 """The hubness-corrected alignment (curate.neighbours.csls_alignment): the formula, blocked, with exclusions."""
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -92,3 +94,41 @@ def brute_force_text_side(images, captions, pool_images, pool_captions, excluded
 def test_too_small_a_pool_gives_missing_not_a_number_from_nothing():
     images = torch.nn.functional.normalize(torch.ones(1, 4), dim=-1)
     assert torch.isnan(neighbours.csls_alignment(images, images, k=5)).all()
+
+
+def test_held_out_scores_measure_each_canary_without_both_of_its_lenders():
+    from curate.canaries import with_canaries
+    from curate.memorization import ModelMeasures
+    from curate.protocols import kfold_plan
+
+    keys = [f"{i:03d}" for i in range(60)]
+    plan = kfold_plan(keys, folds=2, seed=0)
+    members = {fold: [key for key in keys if plan.groups[key] == fold] for fold in (0, 1)}
+    # each canary shows one pair's image with the caption of another pair of the same fold
+    lenders = {f"canary-{fold}{n}": (members[fold][n], members[fold][n + 10]) for fold in (0, 1) for n in range(3)}
+    spec = pd.DataFrame([{"key": key, "image_key": image_key, "caption_key": caption_key}
+                         for key, (image_key, caption_key) in lenders.items()])
+    plan = with_canaries(plan, spec)
+    generator = torch.Generator().manual_seed(1)
+    unit = lambda rows: torch.nn.functional.normalize(torch.randn(rows, 8, generator=generator), dim=-1)  # noqa: E731
+    row_of = {key: row for row, key in enumerate(plan.scored)}
+    images, captions = unit(len(plan.scored)), unit(len(plan.scored))
+    for key, (image_key, caption_key) in lenders.items():
+        images[row_of[key]], captions[row_of[key]] = images[row_of[image_key]], captions[row_of[caption_key]]
+    zeros = np.zeros(len(plan.scored))
+    measures = ModelMeasures(zeros, zeros, zeros, zeros, zeros, images, captions)
+    got = neighbours.held_out_neighbour_scores([measures, measures], plan, k=3, canary_lenders=lenders)
+    for key, pair_lenders in lenders.items():
+        held_out = [k for k in plan.scored if plan.without_model[k][0] == plan.without_model[key][0]
+                    and k not in lenders]
+        pool = torch.tensor([row_of[k] for k in held_out])
+        excluded = torch.tensor([[held_out.index(lender) for lender in pair_lenders]])
+        query = torch.tensor([row_of[key]])
+        image_side, text_side = neighbours.neighbour_distances_in(images[query], captions[query], images[pool],
+                                                                  captions[pool], excluded, k=3)
+        row = got.set_index("key").loc[key]
+        assert row["nbr_image"] == pytest.approx(float(image_side[0]), abs=1e-5)
+        assert row["nbr_text"] == pytest.approx(float(text_side[0]), abs=1e-5)
+        # with its caption's lender in the pool, that lender would be the nearest caption (the same one)
+        nearest_caption = (captions[pool] @ captions[row_of[key]]).argmax()
+        assert held_out[int(nearest_caption)] == pair_lenders[1]
