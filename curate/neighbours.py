@@ -133,7 +133,7 @@ def _most_excluded(excluded: torch.Tensor) -> int:
 
 def _nearest_by_block(queries: torch.Tensor, pool: torch.Tensor, excluded: torch.Tensor, k: int):
     """Per block of BLOCK_ROWS queries: (its slice, the cosines of each query's k nearest pool rows, their rows),
-    a query's excluded pool row never among them. Memory stays at a block times the pool."""
+    a query's excluded pool rows never among them. Memory stays at a block times the pool."""
     for start in range(0, queries.shape[0], BLOCK_ROWS):
         block = slice(start, start + BLOCK_ROWS)
         similarity = queries[block] @ pool.T
