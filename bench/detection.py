@@ -209,18 +209,16 @@ def paired_difference(truth: np.ndarray, scores: np.ndarray, baseline: np.ndarra
     """True AUROC of `scores` minus that of `baseline` on the same pairs, with a 95 % paired bootstrap interval
     (mismatched and clean pairs resampled apart, both rankings graded on each draw). It covers which pairs were
     drawn, not another training seed: the bench's second draw (--seed 1) is the replicate for that."""
+    from sklearn.metrics import roc_auc_score
+
     truth = np.asarray(truth, dtype=bool)
-    rng = np.random.default_rng(seed + 31)
-    positives, negatives = np.flatnonzero(truth), np.flatnonzero(~truth)
-    counts = np.zeros((draws, len(truth)))
-    for row in counts:
-        row += np.bincount(np.concatenate([rng.choice(positives, len(positives)),
-                                           rng.choice(negatives, len(negatives))]), minlength=len(truth))
-    difference = (trust.weighted_auroc_ap(np.asarray(scores, dtype=float), truth, counts)[0]
-                  - trust.weighted_auroc_ap(np.asarray(baseline, dtype=float), truth, counts)[0])
-    point = (trust.weighted_auroc_ap(np.asarray(scores, dtype=float), truth, np.ones((1, len(truth))))[0]
-             - trust.weighted_auroc_ap(np.asarray(baseline, dtype=float), truth, np.ones((1, len(truth))))[0])
-    return [round(float(point[0]), 4)] + [round(float(v), 4) for v in np.percentile(difference, [2.5, 97.5])]
+    scores, baseline = np.asarray(scores, dtype=float), np.asarray(baseline, dtype=float)
+    counts = trust.stratified_bootstrap_counts(np.random.default_rng(seed + 31), np.flatnonzero(truth),
+                                               np.flatnonzero(~truth), draws, len(truth))
+    difference = (trust.weighted_auroc_ap(scores, truth, counts)[0]
+                  - trust.weighted_auroc_ap(baseline, truth, counts)[0])
+    point = roc_auc_score(truth, scores) - roc_auc_score(truth, baseline)
+    return [round(float(point), 4)] + [round(float(v), 4) for v in np.percentile(difference, [2.5, 97.5])]
 
 
 def loko_markdown(results: list) -> str:

@@ -224,16 +224,23 @@ def grade_scores(scores, labels, seed: int, bootstrap: int = BOOTSTRAP) -> dict:
     draws = []
     at_once = max(1, min(bootstrap, WEIGHTS_AT_ONCE // len(scores)))
     for start in range(0, bootstrap, at_once):
-        counts = np.zeros((min(at_once, bootstrap - start), len(scores)))
-        for row in counts:
-            rows = np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
-            row += np.bincount(rows, minlength=len(scores))
+        counts = stratified_bootstrap_counts(rng, positives, negatives, min(at_once, bootstrap - start), len(scores))
         draws.append(weighted_auroc_ap(scores, labels, counts))
     auroc, ap = (np.concatenate(values) for values in zip(*draws))
     return {"auroc": round(float(roc_auc_score(labels, scores)), 4),
             "auroc_ci": [round(float(v), 4) for v in np.percentile(auroc, [2.5, 97.5])],
             "ap": round(float(average_precision_score(labels, scores)), 4),
             "ap_ci": [round(float(v), 4) for v in np.percentile(ap, [2.5, 97.5])]}
+
+
+def stratified_bootstrap_counts(rng, positives: np.ndarray, negatives: np.ndarray, draws: int, size: int) -> np.ndarray:
+    """How often each of `size` samples is drawn in each of `draws` bootstrap resamples that draw the positives
+    and the negatives apart (each keeps its count), as weights for weighted_auroc_ap."""
+    counts = np.zeros((draws, size))
+    for row in counts:
+        row += np.bincount(np.concatenate([rng.choice(positives, len(positives)),
+                                           rng.choice(negatives, len(negatives))]), minlength=size)
+    return counts
 
 
 # Bootstrap draws x rows weighed in one array (a few copies of it live at once): about 40 MB each.
