@@ -115,6 +115,12 @@ def _canary_lines(canaries: dict | None) -> list:
                       f"AP {grade['ap']:.3f} [{grade['ap_ci'][0]:.3f}, {grade['ap_ci'][1]:.3f}]" +
                       (f"; {grade['auroc_against_clean']:.3f} against the pairs estimated clean"
                        if grade.get("auroc_against_clean") is not None else "")))
+        by_kind = sorted(((auroc, kind) for kind, auroc in grade.get("auroc_by_kind", {}).items()), reverse=True)
+        if len(by_kind) > 1:
+            # the one figure above averages the kinds; on the detection bench the truth sat nearer the kind the
+            # noise resembled, so the spread says how much hangs on what the data's mistakes are like
+            lines.append(("by kind of canary", ", ".join(f"{kind} {auroc:.3f}" for auroc, kind in by_kind) +
+                          ": mismatches like the hardest kind are found about that well"))
         precision = canaries.get("flagged_precision_estimate")
         rate = canaries.get("noise_rate_estimate")
         lines.append(("estimated precision of the flags", "n/a" if precision is None else

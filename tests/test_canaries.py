@@ -60,7 +60,7 @@ def test_planted_pairs_are_trained_on_and_scored_like_pairs(canary_run):
 
 
 def test_canaries_are_found_and_the_estimate_tracks_the_truth(canary_run):
-    _, _, result = canary_run
+    _, out, result = canary_run
     canaries = result.summary["canaries"]
     # auto kept the default unless a ranking found every canary kind better; learned graded on kinds it never saw
     rankings, chosen = canaries["rankings"], canaries["chosen"]
@@ -78,6 +78,11 @@ def test_canaries_are_found_and_the_estimate_tracks_the_truth(canary_run):
     assert grade["auroc"] < grade["auroc_against_clean"] and abs(grade["auroc_against_clean"] - true) < 0.15
     assert 0 < canaries["flagged_precision_estimate"] <= 1
     assert result.scores["mismatch_estimate"].between(0, 1).all()
+    # the console spells out how the one estimate splits by kind, easiest first
+    by_kind = next(line for line in format_console_summary(result.summary, out).splitlines()
+                   if line.startswith("by kind of canary"))
+    aurocs = [float(part.split()[-1]) for part in by_kind.split(":")[0].removeprefix("by kind of canary").split(",")]
+    assert all(kind in by_kind for kind in CANARY_KINDS) and aurocs == sorted(aurocs, reverse=True)
 
 
 def test_reuse_reranks_with_the_learned_ranking_and_precision_flags_fewer_for_more(canary_run):
