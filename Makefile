@@ -40,6 +40,7 @@ bench: setup
 	$(PY) bench/io.py
 	$(PY) bench/train_throughput.py
 	$(PY) bench/flag.py
+	$(PY) bench/grading.py
 
 clean:
 	rm -rf $(STAMPS) laion_subset laion_subset.*

@@ -382,3 +382,32 @@ def test_reviewing_the_top_pairs_leaves_the_noise_rate_estimate_as_it_was():
     reviewed = pd.DataFrame({"key": top, "decision": "wrong caption"})
     after = assess(frame.copy(), spec, "csl", seed=0, decisions=reviewed).summary["noise_rate_estimate"]
     assert 0.05 < before < 0.15 and after == before
+
+
+def test_binned_grades_equal_sklearn_with_ties_and_weights_and_resample_like_drawing_pairs():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+    checked = 0
+    while checked < 100:
+        rows = int(rng.integers(2, 60))
+        scores = rng.integers(0, int(rng.integers(1, 8)), rows).astype(float)  # few levels: ties between classes
+        labels, weights = rng.random(rows) < rng.random(), rng.integers(0, 3, rows).astype(float)
+        if not weights[labels].sum() or not weights[~labels].sum():
+            continue
+        positive_bin, negative_bin, bins = trust.score_bins(scores, labels)
+        auroc, ap = trust.binned_auroc_ap(np.bincount(positive_bin, weights[labels], bins)[None],
+                                          np.bincount(negative_bin, weights[~labels], 2 * bins + 1)[None])
+        assert auroc[0] == pytest.approx(roc_auc_score(labels, scores, sample_weight=weights))
+        assert ap[0] == pytest.approx(average_precision_score(labels, scores, sample_weight=weights))
+        checked += 1
+    # drawing bin counts spreads the grades as drawing the pairs themselves does
+    scores = np.r_[rng.normal(0, 1, 3000), rng.normal(1.2, 1, 150)]
+    labels = np.arange(len(scores)) >= 3000
+    binned = trust.bootstrap_auroc_ap(*trust.bin_sizes(scores, labels), np.random.default_rng(0), 400)
+    counts = trust.stratified_bootstrap_counts(np.random.default_rng(1), np.flatnonzero(labels),
+                                               np.flatnonzero(~labels), 400, len(scores))
+    by_pair = trust.weighted_auroc_ap(scores, labels, counts)
+    for binned_draws, pair_draws in zip(binned, by_pair):
+        assert binned_draws.mean() == pytest.approx(pair_draws.mean(), abs=0.01)
+        assert 0.75 < binned_draws.std() / pair_draws.std() < 1.33
