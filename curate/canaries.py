@@ -66,25 +66,34 @@ def plant_canaries(table: Table, groups: dict, eligible: list, fraction: float, 
     if count == 0:
         return _empty_spec()
     rng = np.random.default_rng(seed + 15485863)
-    captions = [normalize(c[0]) for c in table.captions]
     row_of = {key: row for row, key in enumerate(table.keys)}
     eligible_rows = np.array([row_of[key] for key in eligible])
-    own = np.array([captions[r] for r in eligible_rows], dtype=object)
+    # one id per normalized caption: a donor must carry another caption, and ints compare fast at a million pairs
+    caption_ids = pd.factorize(pd.Series([normalize(table.captions[r][0]) for r in eligible_rows]))[0]
     members = _members_by_group(eligible, groups)
-    features = {"text-neighbour": _caption_features(table, eligible_rows),
-                "image-neighbour": _image_features(table, eligible_rows)}
+    sources = rng.choice(len(eligible), size=count, replace=False)
+    kind_of = [kinds[index % len(kinds)] for index in range(count)]
+    nearest = {}
+    for kind, features_of in (("text-neighbour", _caption_features), ("image-neighbour", _image_features)):
+        wanted = [index for index in range(count) if kind_of[index] == kind]
+        if wanted:
+            nearest.update(zip(wanted, _nearest_donors(features_of(table, eligible_rows), sources[wanted],
+                                                        [groups[eligible[s]] for s in sources[wanted]], members,
+                                                        caption_ids)))
     rows = []
-    for index, source in enumerate(rng.choice(len(eligible), size=count, replace=False)):
-        kind = kinds[index % len(kinds)]
+    for index, (source, kind) in enumerate(zip(sources, kind_of)):
         image_key = eligible[source]
         if kind == "generic":
             caption_key, caption = "", GENERIC_ALT_TEXTS[int(rng.integers(len(GENERIC_ALT_TEXTS)))]
         else:
-            candidates = members[groups[image_key]]
-            candidates = candidates[own[candidates] != own[source]]
+            if index in nearest:
+                candidates = nearest[index]
+            else:
+                candidates = members[groups[image_key]]
+                candidates = candidates[caption_ids[candidates] != caption_ids[source]]
             if not len(candidates):
                 continue  # every pair of its group carries this caption: nothing to mismatch it with
-            donor = _draw_donor(source, candidates, features.get(kind), rng)
+            donor = int(candidates[rng.integers(len(candidates))])
             caption_key = eligible[donor]
             caption = table.captions[eligible_rows[donor]][0]
         rows.append({"key": f"{PREFIX}{index:06d}", "kind": kind, "image_key": image_key,
@@ -109,13 +118,35 @@ def _members_by_group(keys: list, groups: dict) -> dict:
     return {group: np.array(positions) for group, positions in members.items()}
 
 
-def _draw_donor(source: int, candidates: np.ndarray, features: np.ndarray | None, rng) -> int:
-    """Any candidate (features None), or one of the NEAREST to the source by cosine of row-normalized features."""
-    if features is None:
-        return int(candidates[rng.integers(len(candidates))])
-    similarity = features[candidates] @ features[source]
-    nearest = candidates[np.argsort(-similarity, kind="stable")[:NEAREST]]
-    return int(nearest[rng.integers(len(nearest))])
+# Similarities computed at once, sources x candidates: about 64 MB of float32.
+SIMILARITIES_AT_ONCE = 16_000_000
+
+
+def _nearest_donors(features, sources: np.ndarray, source_groups: list, members: dict,
+                    caption_ids: np.ndarray) -> list:
+    """For each source, the NEAREST members of its group by cosine of row-normalized features (dense or sparse),
+    most similar first (ties: the earlier member), leaving out those that carry the source's own caption. The
+    sources of a group are compared in blocks, one matrix product each: a million pairs would otherwise copy a
+    fold's features once per canary."""
+    found = [None] * len(sources)
+    positions_by_group = {}
+    for position, group in enumerate(source_groups):
+        positions_by_group.setdefault(group, []).append(position)
+    for group, positions in positions_by_group.items():
+        candidates = members[group]
+        candidate_features = features[candidates].T
+        at_once = max(1, SIMILARITIES_AT_ONCE // len(candidates))
+        for start in range(0, len(positions), at_once):
+            block = np.asarray(positions[start:start + at_once])
+            similarity = features[sources[block]] @ candidate_features
+            distance = -np.asarray(similarity.toarray() if hasattr(similarity, "toarray") else similarity)
+            distance[caption_ids[sources[block]][:, None] == caption_ids[candidates][None, :]] = np.inf
+            kth = min(NEAREST, len(candidates)) - 1
+            cutoff = np.partition(distance, kth, axis=1)[:, kth:kth + 1]
+            for row, position in enumerate(block):
+                close = np.flatnonzero((distance[row] <= cutoff[row]) & np.isfinite(distance[row]))
+                found[position] = candidates[close[np.argsort(distance[row, close], kind="stable")[:NEAREST]]]
+    return found
 
 
 def _caption_features(table: Table, rows: np.ndarray) -> np.ndarray:
@@ -124,12 +155,12 @@ def _caption_features(table: Table, rows: np.ndarray) -> np.ndarray:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     texts = [table.captions[r][0] for r in rows]
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, max_features=4096)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, max_features=4096,
+                                 dtype=np.float32)
     try:
-        matrix = vectorizer.fit_transform(texts)
+        return vectorizer.fit_transform(texts).tocsr()  # rows L2-normalized already; sparse: dense is 16 GB at 1M
     except ValueError:  # no word at all in any caption (all empty or punctuation)
         return np.zeros((len(rows), 1), dtype=np.float32)
-    return _row_normalized(matrix.astype(np.float32).toarray())
 
 
 def _image_features(table: Table, rows: np.ndarray) -> np.ndarray:

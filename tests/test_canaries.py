@@ -275,6 +275,31 @@ def test_planting_takes_no_pair_and_keeps_each_canary_with_its_donor(make_synthe
         assert after.train_keys[: len(before.train_keys)] == before.train_keys
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_nearest_donors_in_blocks_equal_one_source_at_a_time(sparse, monkeypatch):
+    import scipy.sparse
+
+    from curate import canaries
+
+    rng = np.random.default_rng(0)
+    # small whole numbers: every product is exact whatever the summation order, so ties are real ties, which
+    # go to the earlier member (rows 0, 4, 8, ... are the same)
+    features = rng.integers(-2, 3, size=(120, 6)).astype(np.float32)
+    features[::4] = features[0]
+    caption_ids = rng.integers(0, 40, 120)
+    groups = {key: key % 3 for key in range(120)}
+    members = canaries._members_by_group(list(range(120)), groups)
+    sources = rng.choice(120, 30, replace=False)
+    monkeypatch.setattr(canaries, "SIMILARITIES_AT_ONCE", 100)  # blocks of 2 sources per fold
+    found = canaries._nearest_donors(scipy.sparse.csr_matrix(features) if sparse else features, sources,
+                                     [groups[s] for s in sources], members, caption_ids)
+    for source, donors in zip(sources, found):
+        candidates = members[groups[source]]
+        candidates = candidates[caption_ids[candidates] != caption_ids[source]]
+        similarity = features[candidates] @ features[source]
+        assert donors.tolist() == candidates[np.argsort(-similarity, kind="stable")[:canaries.NEAREST]].tolist()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--canaries", "0", "--method", "auto"], "--canaries above 0"),
     (["--canaries", "0.5"], "between 0 (off) and"),
