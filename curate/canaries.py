@@ -149,16 +149,16 @@ def _nearest_donors(features, sources: np.ndarray, source_groups: list, members:
     return found
 
 
-def _caption_features(table: Table, rows: np.ndarray) -> np.ndarray:
+def _caption_features(table: Table, rows: np.ndarray):
     """TF-IDF of the primary captions (words and word pairs), rows L2-normalized: captions that share rare words
-    are close. Dense float32: a fold's block times one row is all a draw multiplies."""
+    are close. A sparse float32 matrix (dense only when no caption has a word)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     texts = [table.captions[r][0] for r in rows]
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, max_features=4096,
                                  dtype=np.float32)
     try:
-        return vectorizer.fit_transform(texts).tocsr()  # rows L2-normalized already; sparse: dense is 16 GB at 1M
+        return vectorizer.fit_transform(texts).tocsr()  # dense, 4,096 floats a caption: 16 GB at a million
     except ValueError:  # no word at all in any caption (all empty or punctuation)
         return np.zeros((len(rows), 1), dtype=np.float32)
 

@@ -225,9 +225,10 @@ def grade_scores(scores, labels, seed: int, bootstrap: int = BOOTSTRAP) -> dict:
                 "ap_ci": [float("nan")] * 2}
     sizes = bin_sizes(scores, labels)
     auroc, ap = bootstrap_auroc_ap(*sizes, np.random.default_rng(seed + 7), bootstrap)
-    return {"auroc": round(auroc_ap_of(sizes)[0], 4),
+    point_auroc, point_ap = auroc_ap_of(sizes)
+    return {"auroc": round(point_auroc, 4),
             "auroc_ci": [round(float(v), 4) for v in np.percentile(auroc, [2.5, 97.5])],
-            "ap": round(auroc_ap_of(sizes)[1], 4),
+            "ap": round(point_ap, 4),
             "ap_ci": [round(float(v), 4) for v in np.percentile(ap, [2.5, 97.5])]}
 
 
