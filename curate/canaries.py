@@ -134,14 +134,14 @@ def _nearest_donors(features, sources: np.ndarray, source_groups: list, members:
         positions_by_group.setdefault(group, []).append(position)
     for group, positions in positions_by_group.items():
         candidates = members[group]
-        candidate_features = features[candidates].T
+        candidate_features, candidate_captions = features[candidates].T, caption_ids[candidates][None, :]
         at_once = max(1, SIMILARITIES_AT_ONCE // len(candidates))
+        kth = min(NEAREST, len(candidates)) - 1
         for start in range(0, len(positions), at_once):
             block = np.asarray(positions[start:start + at_once])
             similarity = features[sources[block]] @ candidate_features
             distance = -np.asarray(similarity.toarray() if hasattr(similarity, "toarray") else similarity)
-            distance[caption_ids[sources[block]][:, None] == caption_ids[candidates][None, :]] = np.inf
-            kth = min(NEAREST, len(candidates)) - 1
+            distance[caption_ids[sources[block]][:, None] == candidate_captions] = np.inf
             cutoff = np.partition(distance, kth, axis=1)[:, kth:kth + 1]
             for row, position in enumerate(block):
                 close = np.flatnonzero((distance[row] <= cutoff[row]) & np.isfinite(distance[row]))
