@@ -206,7 +206,39 @@ def leave_one_kind_out(frames: pd.DataFrame, noise: str, rate: float, seed: int)
 
     others = sorted(set(canaries["canary_kind"]) - {matched})
     return {"matched_kind": matched, "all": graded(sorted(set(canaries["canary_kind"]))), "loko": graded(others),
-            "matched_only": graded([matched])}
+            "matched_only": graded([matched]), "error_parts": estimate_error_parts(frames, noise)}
+
+
+def estimate_error_parts(frames: pd.DataFrame, noise: str) -> dict:
+    """Where the matched kind's estimate of the default misses, from the truth the bench has and a user lacks.
+
+    The estimate grades canaries against every user pair; the truth grades the noise against the clean pairs. The
+    error splits into contamination (canaries against every user pair minus against the truly clean ones: the
+    pairs graded against hold the noise) and difficulty (canaries against the clean pairs minus the truth: canaries
+    easier or harder to find than the noise). How canaries rank against the noise itself says which: 0.5 if they
+    rank alike, which is what `trust.against_clean` assumes; the same correction with the TRUE noise share shows
+    what a perfect share estimate would buy. Last, whether the truth lies within the span of the kinds' estimates."""
+    column = f"rank_{DEFAULT_RANKING}"
+    users = frames[frames["canary_kind"] == ""]
+    noisy = users["injected"].to_numpy(dtype=bool)
+    scores = users[column].to_numpy(dtype=float)
+    canaries = frames[frames["canary_kind"] != ""]
+
+    def auroc(positives: np.ndarray, negatives: np.ndarray) -> float:
+        return trust.auroc_ap_of(trust.bin_sizes(np.r_[positives, negatives],
+                                                 np.r_[np.ones(len(positives), bool), np.zeros(len(negatives), bool)]))[0]
+
+    matched = canaries.loc[canaries["canary_kind"] == CANARY_MATCH[noise], column].to_numpy(dtype=float)
+    true, estimate = auroc(scores[noisy], scores[~noisy]), auroc(matched, scores)
+    against_clean = auroc(matched, scores[~noisy])
+    by_kind = {kind: auroc(group[column].to_numpy(dtype=float), scores)
+               for kind, group in canaries.groupby("canary_kind")}
+    corrected = trust.against_clean(estimate, float(noisy.mean()))
+    return {"true": true, "estimate": estimate, "contamination": estimate - against_clean,
+            "difficulty": against_clean - true, "canaries_against_noise": auroc(matched, scores[noisy]),
+            "against_clean_true_share_error": None if corrected is None else corrected - true,
+            "kinds_span": [min(by_kind.values()), max(by_kind.values())],
+            "true_inside_span": bool(min(by_kind.values()) <= true <= max(by_kind.values()))}
 
 
 def paired_difference(truth: np.ndarray, scores: np.ndarray, baseline: np.ndarray, seed: int,
@@ -265,6 +297,32 @@ def _estimate_summary(graded: list, name: str) -> str:
         inside = sum(low <= g["true"][name] <= high for g, (low, high) in zip(graded, intervals))
         text += f"; {inside} of {len(errors)}; {np.mean([high - low for low, high in intervals]):.2f}"
     return text
+
+
+def error_parts_markdown(results: list) -> str:
+    """The matched kind's estimate of the default, its error split in two (estimate_error_parts)."""
+    lines = ["| noise | rate | true | estimate (matched kind) | error | of it: contamination | of it: difficulty | "
+             "canaries against the noise (0.5: alike) | error corrected with the true noise share | span of the "
+             "kinds' estimates |", "|---|---|---|---|---|---|---|---|---|---|"]
+    parts = [cell["loko"]["error_parts"] for cell in results]
+    for cell, part in zip(results, parts):
+        low, high = part["kinds_span"]
+        corrected = part["against_clean_true_share_error"]
+        lines.append(f"| {cell['noise']} | {cell['rate']:.0%} | {part['true']:.3f} | {part['estimate']:.3f} | "
+                     f"{part['estimate'] - part['true']:+.3f} | {part['contamination']:+.3f} | "
+                     f"{part['difficulty']:+.3f} | {part['canaries_against_noise']:.3f} | "
+                     + ("n/a" if corrected is None else f"{corrected:+.3f}") + f" | {low:.3f}-{high:.3f}"
+                     + ("" if part["true_inside_span"] else " (truth outside)") + " |")
+
+    def mean_abs(values) -> str:
+        values = np.abs([v for v in values if v is not None])
+        return f"{np.mean(values):.3f} ({int(np.sum(values <= 0.05))} of {len(values)} within 0.05)"
+
+    lines.append("| mean absolute | | | | " + mean_abs([p["estimate"] - p["true"] for p in parts]) + " | "
+                 + mean_abs([p["contamination"] for p in parts]) + " | " + mean_abs([p["difficulty"] for p in parts])
+                 + " | | " + mean_abs([p["against_clean_true_share_error"] for p in parts]) + " | truth inside "
+                 + f"{sum(p['true_inside_span'] for p in parts)} of {len(parts)} |")
+    return "\n".join(lines)
 
 
 def against_old_markdown(results: list) -> str:
@@ -352,7 +410,7 @@ def main() -> None:
               flush=True)
     table = markdown(results)
     write_text(work / "detection.md", table + "\n")
-    loko = loko_markdown(results) + "\n\n" + against_old_markdown(results)
+    loko = loko_markdown(results) + "\n\n" + against_old_markdown(results) + "\n\n" + error_parts_markdown(results)
     write_text(work / "loko.md", loko + "\n")
     print(table)
     print(loko)
